@@ -1,0 +1,1 @@
+"""Subcommands of the ``spectralnn`` command line (see `spectralnn.cli`)."""

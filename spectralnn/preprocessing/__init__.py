@@ -1,0 +1,7 @@
+"""
+Physics preprocessing of spectra, for one `specutils.Spectrum` or a batch.
+
+Every step accepts a `specutils.Spectrum` (returning a `specutils.Spectrum`) or a
+`~spectralnn.SpectrumBatch` (returning a batch), and works on N×M arrays
+without a Python loop over spectra.
+"""
