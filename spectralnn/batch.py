@@ -502,8 +502,10 @@ class SpectrumBatch:
         row = self.meta[index]
         for name in self.meta.colnames:
             value = row[name]
-            meta[name] = value.item() if hasattr(value, "item") and not isinstance(
-                value, u.Quantity) else value
+            if isinstance(value, u.Quantity) or np.ndim(value) > 0:
+                meta[name] = value
+            else:
+                meta[name] = value.item() if hasattr(value, "item") else value
         meta["frame"] = self.frame
         return Spectrum(
             flux=self.flux[index] * self.flux_unit,
@@ -575,6 +577,9 @@ class SpectrumBatch:
         info = _meta_from_spectrum(spectrum)
         if meta:
             info.update(meta)
+        frame = (spectrum.meta or {}).get("frame", "observed")
+        if frame not in ("observed", "rest"):
+            frame = "observed"
         n = 1 if flux.ndim == 1 else flux.shape[0]
         table = _meta_table([info] * n if n > 1 else [info])
         if n > 1:
@@ -585,6 +590,7 @@ class SpectrumBatch:
             ivar=ivar,
             mask=mask,
             meta=table,
+            frame=frame,
             on_invalid=on_invalid,
         )
 
@@ -737,7 +743,7 @@ def _common_log_alignment(batches):
     step = grids[0][1] - grids[0][0]
     for g in grids:
         d = np.diff(g)
-        if not np.allclose(d, step, rtol=1e-6, atol=1e-9):
+        if not np.allclose(d, step, rtol=1e-5, atol=1e-9):
             return None
     start = min(g[0] for g in grids)
     offsets = [(g[0] - start) / step for g in grids]

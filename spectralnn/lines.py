@@ -142,7 +142,7 @@ def line_names():
     >>> line_names()[:3]
     ['LyB', 'OVI', 'Lya']
     """
-    return list(LINES["name"])
+    return [str(name) for name in LINES["name"]]
 
 
 def get_line(name):
@@ -166,7 +166,7 @@ def get_line(name):
 
     Examples
     --------
-    >>> get_line("MgII")["kind"]
+    >>> str(get_line("MgII")["kind"])
     'broad'
     """
     if name not in LINES["name"]:

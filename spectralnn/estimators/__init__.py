@@ -1,1 +1,12 @@
-"""spectralnn.estimators."""
+"""
+Predictors: a specutils spectrum (or many) in, a `~astropy.table.QTable` out.
+
+`Estimator` is the shared base (input coercion, the model's declared
+preprocessing, batching through the network, training with checkpoints,
+saving and loading hash-checked weights, table assembly with units, ``*_err``
+columns and flags); each subclass declares its task. Keras is imported only
+when a network is built, loaded or run, so importing this subpackage is cheap.
+"""
+
+from .base import *  # noqa: F403
+from .mass import *  # noqa: F403

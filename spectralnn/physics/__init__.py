@@ -1,1 +1,13 @@
-"""spectralnn.physics."""
+"""
+Astrophysics on measured spectra: luminosities, virial black-hole masses,
+line profiles.
+
+Distances come from `astropy.cosmology` (Planck18 by default, any astropy
+cosmology accepted); every function takes and returns `~astropy.units.Quantity`
+values, vectorised over many spectra.
+"""
+
+from .luminosity import *  # noqa: F403
+from .virial import *  # noqa: F403
+from .blackhole import *  # noqa: F403
+from .voigt import *  # noqa: F403

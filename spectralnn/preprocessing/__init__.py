@@ -5,3 +5,9 @@ Every step accepts a `specutils.Spectrum` (returning a `specutils.Spectrum`) or 
 `~spectralnn.SpectrumBatch` (returning a batch), and works on N×M arrays
 without a Python loop over spectra.
 """
+
+from .resample import *  # noqa: F403
+from .redshift import *  # noqa: F403
+from .continuum import *  # noqa: F403
+from .dereddening import *  # noqa: F403
+from .measure import *  # noqa: F403

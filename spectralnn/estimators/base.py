@@ -1,0 +1,706 @@
+"""
+`Estimator`: what every spectralnn predictor shares.
+
+An estimator holds one Keras model and the metadata that describes it (see
+`spectralnn.models.registry`). Settings are validated in ``__init__``; data
+goes to `Estimator.predict` (also spelled ``estimator(spectra)``), which
+
+1. converts the input once with `spectralnn.batch.as_batch` (a
+   `specutils.Spectrum`, a list, a `~spectralnn.SpectrumBatch`, file paths);
+2. runs the preprocessing the model's metadata declares
+   (`spectralnn.models.pipeline.Pipeline`);
+3. sends the usable spectra through the network in batches of ``batch_size``;
+4. builds one `~astropy.table.QTable` with units, an ``*_err`` column for
+   every value, a ``flags`` column and provenance in ``table.meta``. A spectrum
+   that cannot be used becomes a flagged row of NaN; the batch goes on.
+
+`Estimator.fit` trains (or fine-tunes) the network with early stopping, a
+learning-rate drop on plateau, per-epoch checkpoints and resumption, without
+modifying the caller's spectra or targets; `Estimator.save` writes the
+``.keras`` + ``.json`` pair and `Estimator.load` reads it back.
+
+A subclass declares its task: ``task``, ``target_names``/``target_units``,
+the default preprocessing and, optionally, extra columns (`_extra_columns`).
+
+Examples
+--------
+>>> from spectralnn.estimators import MassEstimator
+>>> est = MassEstimator("resnet1d")  # an untrained network, to be fitted
+>>> est.is_trained
+False
+"""
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.table import QTable
+
+from ..batch import as_batch
+from ..errors import BatchItemWarning, ModelFileError
+from ..logger import log
+from ..models._compat import keras_numpy_warnings as _keras_numpy_warnings
+from ..models.architectures import available_architectures, resolve_architecture
+from ..models.pipeline import Pipeline
+from ..models.registry import LoadedModel, load_model, save_model
+
+__all__ = ["Estimator"]
+
+#: meta columns copied to the front of every result table when present
+_ID_COLUMNS = ("object_id", "source", "plate", "mjd", "fiber", "z")
+
+_FLAG_UNUSABLE = "spectra could not be used (see the flags column)"
+
+
+class Estimator:
+    """
+    Base class of the spectralnn predictors.
+
+    Parameters
+    ----------
+    model : str, `~pathlib.Path` or `~spectralnn.models.LoadedModel`, optional
+        ``'default'`` (the shipped weights for the task), the name of another
+        shipped model, the path of a ``.keras`` file with its ``.json``
+        metadata, or an architecture name (``'resnet1d'``, ``'wren2021'``,
+        ...: an untrained network, built at the first `fit`).
+    batch_size : int, optional
+        Spectra per forward pass. Default 256.
+    preprocessing : dict, optional
+        Preprocessing declaration for a new network (see
+        `spectralnn.models.pipeline.validate_preprocessing`). Default: the
+        subclass's. Ignored (must be None) for trained models, which carry
+        their own.
+    architecture_options : dict, optional
+        Options of a new network (see
+        `spectralnn.models.architectures.resolve_architecture`).
+
+    Raises
+    ------
+    spectralnn.errors.ModelFileError
+        If the weights are missing, corrupt (sha256 mismatch), unsafe or for
+        another task.
+    ValueError
+        If a setting is invalid.
+    """
+
+    #: task string written to and checked against the model metadata
+    task = None
+    #: output column names and units of the network targets
+    target_names = ("value",)
+    target_units = ("",)
+    #: name of the shipped model used by ``model='default'``
+    default_model_name = None
+    #: preprocessing of new networks (subclasses override)
+    default_preprocessing = {"steps": ["normalize"]}
+    #: what the target mimics, e.g. a virial calibration (for table meta)
+    target_calibration = ""
+
+    def __init__(
+        self,
+        model="default",
+        *,
+        batch_size: int = 256,
+        preprocessing: dict | None = None,
+        architecture_options: dict | None = None,
+    ):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an integer, got {batch_size!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.batch_size = int(batch_size)
+        #: training history: metric name -> list of per-epoch values
+        self.history = {}
+        self._keras = None
+        if isinstance(model, LoadedModel):
+            self._set_loaded(model, preprocessing, architecture_options)
+        elif isinstance(model, str) and model in available_architectures() and (
+            model != "default"
+        ):
+            name, options = resolve_architecture(model, architecture_options)
+            spec = preprocessing if preprocessing is not None else self.default_preprocessing
+            self.metadata = self._new_metadata(name, options, spec)
+        elif isinstance(model, (str, os.PathLike)):
+            if model == "default":
+                loaded = self._load_default()
+            else:
+                loaded = load_model(model, task=self.task)
+            self._set_loaded(loaded, preprocessing, architecture_options)
+        else:
+            raise TypeError(
+                "model must be 'default', a model name or path, an architecture name "
+                f"({available_architectures()}) or a LoadedModel; got "
+                f"{type(model).__name__}"
+            )
+        self.pipeline = Pipeline(self.metadata["preprocessing"])
+
+    # ----------------------------------------------------------------- setup
+    def _load_default(self):
+        from ..models.registry import list_models
+
+        installed = list(list_models()["name"])
+        if self.default_model_name is None or self.default_model_name not in installed:
+            raise ModelFileError(
+                f"no default weights are installed yet for {type(self).__name__} "
+                f"(looked for {self.default_model_name!r} in spectralnn/data/weights); "
+                "pass the path of a trained .keras file, or train a network: "
+                f"{type(self).__name__}('resnet1d').fit(spectra, targets)"
+            )
+        return load_model(self.default_model_name, task=self.task)
+
+    def _set_loaded(self, loaded, preprocessing, architecture_options):
+        if preprocessing is not None or architecture_options is not None:
+            raise ValueError(
+                "preprocessing and architecture_options apply to new networks only; "
+                "a trained model carries its own"
+            )
+        if self.task is not None and loaded.metadata["task"] != self.task:
+            raise ModelFileError(
+                f"model {loaded.metadata['name']!r} is for task "
+                f"{loaded.metadata['task']!r}, not {self.task!r}"
+            )
+        self._keras = loaded.model
+        self.metadata = dict(loaded.metadata)
+        self.path = loaded.path
+
+    def _new_metadata(self, architecture, options, preprocessing):
+        from ..models.pipeline import validate_preprocessing
+
+        return {
+            "format_version": 1,
+            "name": f"{self.task}-{architecture}",
+            "version": "0.0.0",
+            "task": self.task,
+            "architecture": {"name": architecture, "options": options},
+            "preprocessing": validate_preprocessing(preprocessing),
+            "target": {
+                "names": list(self.target_names),
+                "units": [str(u.Unit(unit)) for unit in self.target_units],
+                "calibration": self.target_calibration,
+            },
+            "training_set": {},
+            "metrics": {},
+            "sha256": "",
+        }
+
+    # ------------------------------------------------------------ properties
+    @property
+    def model(self):
+        """The Keras model (None before the first `fit` of a new network)."""
+        return self._keras
+
+    @property
+    def is_trained(self):
+        """True once the estimator holds a network (loaded or fitted)."""
+        return self._keras is not None
+
+    @property
+    def architecture(self):
+        """Name of the network architecture."""
+        return self.metadata["architecture"]["name"]
+
+    @property
+    def _epoch_model(self):
+        return self.architecture == "epoch_pooling"
+
+    def __repr__(self):
+        state = "trained" if self.is_trained else "untrained"
+        return (f"<{type(self).__name__}: model {self.metadata['name']!r} "
+                f"({self.architecture}, {state}), batch_size={self.batch_size}>")
+
+    # ------------------------------------------------------------ prediction
+    def __call__(self, spectra, *, z=None, ebv=None):
+        """Alias of `predict`."""
+        return self.predict(spectra, z=z, ebv=ebv)
+
+    def predict(self, spectra, *, z=None, ebv=None):
+        """
+        Run the network on spectra and return one table row per spectrum.
+
+        Parameters
+        ----------
+        spectra : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+            The spectra.
+        z : float or array-like, optional
+            Redshift per spectrum (default: ``meta['z']``).
+        ebv : float or array-like, optional
+            Galactic E(B-V) per spectrum (default: ``meta['ebv']``, else 0).
+
+        Returns
+        -------
+        table : `~astropy.table.QTable`
+            The target columns with their ``*_err`` columns, ``snr`` and
+            ``flags``; rows of unusable spectra hold NaN and carry a flag.
+        """
+        self._require_trained()
+        batch = as_batch(spectra, on_invalid="flag")
+        prepared = self.pipeline(batch, z=z, ebv=ebv)
+        mean, std = self._run_network(prepared.inputs, prepared.usable)
+        self._report_unusable(prepared.usable, prepared.flags)
+        return self._build_table(batch, prepared, mean, std)
+
+    def _require_trained(self):
+        if self._keras is None:
+            raise ModelFileError(
+                f"{type(self).__name__} with a new {self.architecture!r} network has "
+                "no weights yet: call fit(spectra, targets) first"
+            )
+
+    def _run_network(self, inputs, usable):
+        """Means and standard deviations (N, k); NaN for unusable rows."""
+        n, k = len(usable), len(self.metadata["target"]["names"])
+        mean = np.full((n, k), np.nan)
+        std = np.full((n, k), np.nan)
+        rows = np.flatnonzero(usable)
+        if rows.size:
+            x = inputs[rows]
+            if self._epoch_model:  # each spectrum as an object of one epoch
+                x = [x[:, None], np.ones((rows.size, 1), dtype=np.float32)]
+            out = self._forward(x)
+            mean[rows], std[rows] = _mean_std(out, k)
+        return mean, std
+
+    def _forward(self, x):
+        """Network output for inputs already on the model grid, in batches."""
+        parts = []
+        n = len(x[0]) if isinstance(x, list) else len(x)
+        for start in range(0, n, self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            chunk = [a[sl] for a in x] if isinstance(x, list) else x[sl]
+            parts.append(np.asarray(self._keras(chunk, training=False), dtype=np.float64))
+        log.debug("ran %s on %d inputs", self.metadata["name"], n)
+        return np.concatenate(parts)
+
+    @staticmethod
+    def _report_unusable(usable, flags):
+        if not usable.all():
+            rows = np.flatnonzero(~usable)
+            warnings.warn(
+                f"{rows.size} {_FLAG_UNUSABLE}: rows {rows[:10].tolist()}"
+                f"{'...' if rows.size > 10 else ''}; their values are NaN",
+                BatchItemWarning,
+                stacklevel=3,
+            )
+
+    def _extra_columns(self, batch, prepared, *, z=None, ebv=None):
+        """Columns a subclass adds after the network values (dict name -> column)."""
+        return {}
+
+    def _build_table(self, batch, prepared, mean, std, extra=None):
+        """The one place a result table is assembled."""
+        table = QTable()
+        for name in _ID_COLUMNS:
+            if name in batch.meta.colnames:
+                table[name] = batch.meta[name]
+        target = self.metadata["target"]
+        for i, (name, unit) in enumerate(zip(target["names"], target["units"])):
+            unit = u.Unit(unit)
+            table[name] = mean[:, i] * unit
+            table[f"{name}_err"] = std[:, i] * _error_unit(unit)
+        for name, column in (extra or {}).items():
+            table[name] = column
+        table["snr"] = prepared.snr
+        table["flags"] = np.asarray(prepared.flags, dtype=np.int64)
+        table.meta.update(self._table_meta())
+        return table
+
+    def _table_meta(self):
+        from .. import __version__
+
+        meta = self.metadata
+        return {
+            "spectralnn_version": __version__,
+            "task": meta["task"],
+            "model_name": meta["name"],
+            "model_version": meta["version"],
+            "model_sha256": meta.get("sha256") or "unsaved",
+            "architecture": meta["architecture"]["name"],
+            "calibration": meta["target"].get("calibration", ""),
+        }
+
+    # --------------------------------------------------------------- training
+    def _targets(self, targets, batch):
+        """Targets as a float (N, k) array in the target units (a copy)."""
+        names = self.metadata["target"]["names"]
+        units = [u.Unit(unit) for unit in self.metadata["target"]["units"]]
+        if isinstance(targets, str):
+            targets = batch.meta[targets]
+        if isinstance(targets, u.Quantity):
+            if len(units) != 1:
+                raise ValueError("give a plain (N, k) array for several targets")
+            values = _strip(targets, units[0], names[0])
+        else:
+            values = np.array(targets, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+        if values.shape != (len(batch), len(names)):
+            raise ValueError(
+                f"targets must have shape ({len(batch)},) or ({len(batch)}, {len(names)}) "
+                f"for {len(batch)} spectra, got {values.shape}"
+            )
+        return values
+
+    def _prepare_training(self, spectra, targets, z=None, ebv=None):
+        batch = as_batch(spectra, on_invalid="flag")
+        y = self._targets(targets, batch)
+        prepared = self.pipeline(batch, z=z, ebv=ebv)
+        keep = prepared.usable & np.all(np.isfinite(y), axis=1)
+        if not keep.any():
+            raise ValueError("no spectrum is usable for training (all flagged or NaN targets)")
+        dropped = int((~keep).sum())
+        if dropped:
+            log.info("%d spectra left out of training (unusable or NaN target)", dropped)
+        return prepared.inputs[keep], y[keep].astype(np.float32)
+
+    def fit(
+        self,
+        spectra,
+        targets,
+        *,
+        validation=0.1,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        patience: int = 10,
+        callbacks=None,
+        checkpoint_dir=None,
+        resume: bool = False,
+        z=None,
+        ebv=None,
+        seed: int | None = None,
+        verbose: int = 0,
+    ):
+        """
+        Train the network (building it first for a new architecture).
+
+        Parameters
+        ----------
+        spectra : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+            Training spectra (not modified).
+        targets : array-like, `~astropy.units.Quantity` or str
+            Target per spectrum, shape ``(N,)`` or ``(N, k)``, in the target
+            units (a Quantity is converted), or the name of a meta column.
+            Rows with NaN targets are left out.
+        validation : float, tuple or None, optional
+            Fraction of the spectra held out at random (default 0.1), or a
+            ``(spectra, targets)`` tuple, or None for no validation set.
+            Early stopping and the learning-rate drop monitor the validation
+            loss when there is one, the training loss otherwise.
+        epochs : int, optional
+            Maximum number of epochs (counted from the start when resuming).
+            Default 100.
+        batch_size : int, optional
+            Training batch size. Default: the estimator's ``batch_size``
+            (capped at 64).
+        learning_rate : float, optional
+            Initial learning rate. Default: the architecture's (1e-3).
+        patience : int, optional
+            Epochs without improvement before stopping; the learning rate is
+            divided by 100 (to the architecture's final rate, 1e-5) after
+            ``patience // 2`` such epochs. Default 10.
+        callbacks : list of `keras.callbacks.Callback`, optional
+            Extra callbacks.
+        checkpoint_dir : str or `~pathlib.Path`, optional
+            Folder where ``last.keras``, ``best.keras`` and ``state.json`` are
+            written after every epoch.
+        resume : bool, optional
+            Continue from ``checkpoint_dir/last.keras`` (weights, optimiser,
+            epoch count and history) if it exists. Default False.
+        z, ebv : float or array-like, optional
+            Redshift and E(B-V) of the training spectra (default: their meta).
+        seed : int, optional
+            Seed of the validation split, weight initialisation and shuffling.
+        verbose : int, optional
+            Keras verbosity. Default 0.
+
+        Returns
+        -------
+        self : `Estimator`
+            The fitted estimator; ``history`` and ``metadata['metrics']`` are
+            updated.
+        """
+        x, y = self._prepare_training(spectra, targets, z, ebv)
+        if isinstance(validation, tuple):
+            validation = self._prepare_training(validation[0], validation[1])
+        return self._fit_arrays(
+            x, y, validation=validation, epochs=epochs, batch_size=batch_size,
+            learning_rate=learning_rate, patience=patience, callbacks=callbacks,
+            checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, verbose=verbose,
+        )
+
+    def _fit_arrays(self, x, y, *, validation, epochs, batch_size, learning_rate,
+                    patience, callbacks, checkpoint_dir, resume, seed, verbose):
+        """Train on network inputs ``x`` (array or list of arrays) and targets ``y``."""
+        import keras
+
+        if epochs < 1:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir")
+        rng = np.random.default_rng(seed)
+        if seed is not None:
+            keras.utils.set_random_seed(int(seed))
+        x = self._network_input(x)
+        x_val = y_val = None
+        if isinstance(validation, tuple):
+            x_val, y_val = self._network_input(validation[0]), validation[1]
+        elif validation:
+            if not 0 < float(validation) < 1:
+                raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
+            order = rng.permutation(len(y))
+            n_val = max(1, int(round(float(validation) * len(y))))
+            if n_val >= len(y):
+                raise ValueError("too few spectra to hold out a validation set")
+            x_val, y_val = _take(x, order[:n_val]), y[order[:n_val]]
+            x, y = _take(x, order[n_val:]), y[order[n_val:]]
+
+        schedule = self._schedule(learning_rate)
+        initial_epoch, history = 0, {}
+        checkpoint = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        if resume and (checkpoint / "last.keras").is_file():
+            self._keras, initial_epoch, history = _load_checkpoint(checkpoint)
+            log.info("resuming training from epoch %d (%s)", initial_epoch, checkpoint)
+        elif self._keras is None:
+            self._build(x, y)
+        if initial_epoch == 0 or not self._keras.compiled:
+            self._compile(schedule)
+        if initial_epoch >= epochs:
+            log.info("nothing to do: checkpoint already at epoch %d", initial_epoch)
+            self.history = history
+            return self
+
+        monitor = "val_loss" if x_val is not None else "loss"
+        cbs = [
+            keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
+                                          restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                factor=schedule["final_learning_rate"] / schedule["learning_rate"],
+                patience=max(1, patience // 2),
+                min_lr=schedule["final_learning_rate"],
+            ),
+            keras.callbacks.TerminateOnNaN(),
+        ]
+        if checkpoint is not None:
+            checkpoint.mkdir(parents=True, exist_ok=True)
+            cbs += [
+                keras.callbacks.ModelCheckpoint(checkpoint / "best.keras",
+                                                monitor=monitor, save_best_only=True),
+                _state_callback(checkpoint, history),
+            ]
+        cbs += list(callbacks or [])
+        train_batch = int(batch_size or min(self.batch_size, 64))
+        with _keras_numpy_warnings():
+            result = self._keras.fit(
+                x,
+                y,
+                validation_data=None if x_val is None else (x_val, y_val),
+                epochs=int(epochs),
+                initial_epoch=initial_epoch,
+                batch_size=train_batch,
+                shuffle=True,
+                callbacks=cbs,
+                verbose=verbose,
+            )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        self.history = history
+        x_eval, y_eval = (x_val, y_val) if x_val is not None else (x, y)
+        self.metadata["metrics"] = {
+            "evaluated_on": "validation" if x_val is not None else "training",
+            **self._metrics(x_eval, y_eval),
+        }
+        self.metadata["training_set"] = {
+            **self.metadata.get("training_set", {}),
+            "n_train": int(len(y)),
+            "n_validation": int(0 if y_val is None else len(y_val)),
+            "epochs_run": len(history.get("loss", [])),
+        }
+        self.metadata["sha256"] = ""  # the weights changed: no file matches them
+        return self
+
+    def _schedule(self, learning_rate):
+        from ..models.architectures import training_schedule
+
+        schedule = training_schedule(self.architecture)
+        if learning_rate is not None:
+            if not learning_rate > 0:
+                raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+            schedule["learning_rate"] = float(learning_rate)
+            schedule["final_learning_rate"] = min(schedule["final_learning_rate"],
+                                                  float(learning_rate))
+        return schedule
+
+    def _build(self, x, y):
+        x = x[0] if isinstance(x, list) else x
+        from ..models.architectures import build_model
+
+        loc = np.mean(y, axis=0)
+        scale = np.std(y, axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        self._keras = build_model(
+            self.architecture,
+            x.shape[-2],
+            n_channels=self.pipeline.n_channels,
+            n_targets=y.shape[1],
+            target_loc=[float(v) for v in loc],
+            target_scale=[float(v) for v in scale],
+            options=self.metadata["architecture"]["options"],
+            name=self.metadata["name"].replace(" ", "_"),
+        )
+
+    def _compile(self, schedule):
+        import keras
+
+        from ..models.heads import GaussianNLL
+
+        optimizer = keras.optimizers.get(
+            {"class_name": schedule["optimizer"],
+             "config": {"learning_rate": schedule["learning_rate"]}}
+        )
+        self._keras.compile(optimizer=optimizer, loss=GaussianNLL())
+
+    def _network_input(self, x):
+        if self._epoch_model and not isinstance(x, list):
+            return [x[:, None], np.ones((len(x), 1), dtype=np.float32)]
+        return x
+
+    def _metrics(self, x, y):
+        """Accuracy and uncertainty calibration of the network on (x, y)."""
+        k = y.shape[1]
+        mean, std = _mean_std(self._forward(x), k)
+        metrics = {}
+        for i, name in enumerate(self.metadata["target"]["names"]):
+            resid = mean[:, i] - y[:, i]
+            var = np.var(y[:, i])
+            metrics[name] = {
+                "n": int(len(y)),
+                "rmse": float(np.sqrt(np.mean(resid**2))),
+                "mae": float(np.mean(np.abs(resid))),
+                "bias": float(np.mean(resid)),
+                "r2": float(1 - np.mean(resid**2) / var) if var > 0 else float("nan"),
+                "median_err": float(np.median(std[:, i])),
+                # ≈1 when the predicted uncertainties are calibrated
+                "pull_std": float(np.std(resid / std[:, i])),
+            }
+        return metrics
+
+    # ------------------------------------------------------------- save/load
+    def save(self, path, *, name=None, version=None, training_set=None):
+        """
+        Write the network and its metadata (``<path>.keras`` + ``<path>.json``).
+
+        Parameters
+        ----------
+        path : str or `~pathlib.Path`
+            Destination (a ``.keras`` suffix is optional).
+        name, version : str, optional
+            Model name and version written to the metadata.
+        training_set : dict, optional
+            Description of the training set (merged into the metadata).
+
+        Returns
+        -------
+        path : `~pathlib.Path`
+            The ``.keras`` file.
+        """
+        self._require_trained()
+        metadata = json.loads(json.dumps(self.metadata))
+        if name is not None:
+            metadata["name"] = str(name)
+        if version is not None:
+            metadata["version"] = str(version)
+        if training_set:
+            metadata["training_set"] = {**metadata["training_set"], **training_set}
+        written = save_model(self._keras, path, metadata)
+        saved = json.loads(written.with_suffix(".json").read_text())
+        self.metadata = saved
+        self.path = written
+        return written
+
+    @classmethod
+    def load(cls, path, **kwargs):
+        """
+        Read an estimator saved with `save` (sha256-checked, safe mode).
+
+        Parameters
+        ----------
+        path : str or `~pathlib.Path`
+            The ``.keras`` file (or its ``.json``, or their common stem).
+        **kwargs
+            Other settings of the estimator (e.g. ``batch_size``).
+
+        Returns
+        -------
+        estimator : `Estimator`
+        """
+        return cls(model=load_model(path, task=cls.task), **kwargs)
+
+
+def _take(x, rows):
+    """Rows of an input array, or of each array of a multi-input list."""
+    return [a[rows] for a in x] if isinstance(x, list) else x[rows]
+
+
+def _mean_std(out, k):
+    mean = out[:, :k]
+    std = np.sqrt(np.exp(out[:, k:2 * k]))
+    return mean, std
+
+
+def _error_unit(unit):
+    """Unit of the uncertainty of a value in ``unit`` (dex for logarithmic units)."""
+    if isinstance(unit, u.LogUnit):
+        return unit._default_function_unit
+    return unit
+
+
+def _strip(quantity, unit, name):
+    try:
+        return np.array(quantity.to_value(unit), dtype=np.float64)
+    except u.UnitsError as exc:
+        raise u.UnitsError(f"{name} targets must be in {unit}, got {quantity.unit}") from exc
+
+
+def _state_callback(folder, history):
+    """A callback writing last.keras and state.json after every epoch."""
+    import keras
+
+    class _State(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.history = {k: list(v) for k, v in history.items()}
+
+        def on_epoch_end(self, epoch, logs=None):
+            for key, value in (logs or {}).items():
+                self.history.setdefault(key, []).append(float(value))
+            self.model.save(folder / "last.keras")
+            state = {"epoch": epoch + 1, "history": self.history}
+            tmp = folder / "state.json.tmp"
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, folder / "state.json")
+
+    return _State()
+
+
+def _load_checkpoint(folder):
+    """(model, next epoch, history) from a checkpoint folder (safe mode)."""
+    import keras
+
+    from ..models.registry import _custom_objects
+
+    state_path = folder / "state.json"
+    if not state_path.is_file():
+        raise ModelFileError(f"checkpoint {folder} has last.keras but no state.json")
+    state = json.loads(state_path.read_text())
+    try:
+        with _keras_numpy_warnings():
+            model = keras.saving.load_model(folder / "last.keras",
+                                            custom_objects=_custom_objects(),
+                                            safe_mode=True)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ModelFileError(f"cannot resume from {folder}: {exc}") from exc
+    history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
+    return model, int(state["epoch"]), history

@@ -1,0 +1,286 @@
+"""
+`MassEstimator`: black-hole masses of quasars from their spectra.
+
+A network reads the whole rest-frame spectrum and predicts log10(M_BH/M_sun)
+with its own uncertainty (a heteroscedastic Gaussian head); next to it, when
+`spectralnn.physics.blackhole` is available, the classic single-epoch virial
+mass from the broad-line FWHM and continuum luminosity is given for
+comparison. Several epochs of one object are combined by
+`MassEstimator.predict_epochs`: an inverse-variance weighted mean of the
+per-epoch masses and, with an ``'epoch_pooling'`` network, a learned pooling.
+
+No trained weights are shipped yet: ``MassEstimator()`` raises
+`~spectralnn.errors.ModelFileError` until they are, so pass the path of a
+trained ``.keras`` file, or train a network with
+``MassEstimator('resnet1d').fit(spectra, log_mbh)``.
+
+Examples
+--------
+>>> from spectralnn.estimators import MassEstimator
+>>> MassEstimator()  # doctest: +IGNORE_EXCEPTION_DETAIL
+Traceback (most recent call last):
+...
+spectralnn.errors.ModelFileError: no default weights are installed yet ...
+>>> MassEstimator("wren2021", batch_size=64)
+<MassEstimator: model 'black_hole_mass-wren2021' (wren2021, untrained), batch_size=64>
+"""
+
+import warnings
+
+import numpy as np
+from astropy import units as u
+from astropy.table import QTable
+
+from ..batch import as_batch, concatenate
+from ..errors import SpectralNNError
+from ..logger import log
+from .base import Estimator, _mean_std
+
+__all__ = ["MassEstimator"]
+
+#: columns of the virial table that identify the spectrum (not copied again)
+_SKIP_VIRIAL = {"object_id", "source", "plate", "mjd", "fiber", "z", "snr"}
+
+
+class MassEstimator(Estimator):
+    """
+    Predict quasar black-hole masses (log M_BH / M_sun) from spectra.
+
+    Parameters
+    ----------
+    model : str, `~pathlib.Path` or `~spectralnn.models.LoadedModel`, optional
+        ``'default'`` (shipped weights; none are installed yet, so this raises
+        `~spectralnn.errors.ModelFileError`), the path of a trained
+        ``.keras`` file, or an architecture name (``'resnet1d'``,
+        ``'wren2021'``, ``'epoch_pooling'``) to build and `fit` a new network.
+    batch_size : int, optional
+        Spectra per forward pass. Default 256.
+    virial : bool, optional
+        Add the single-epoch virial mass columns (needs
+        `spectralnn.physics.blackhole`). Default True.
+    preprocessing : dict, optional
+        Preprocessing of a new network. Default: Galactic dereddening, rest
+        frame, resampling onto 1300–7000 Å with Δlog10λ = 2e-4, median
+        normalisation; a spectrum must cover 20 % of that grid.
+    architecture_options : dict, optional
+        Options of a new network.
+
+    Examples
+    --------
+    Train a small network (see the tests for a complete example):
+
+    >>> est = MassEstimator("resnet1d", architecture_options={"filters": 8})
+    >>> est.pipeline.steps
+    ['deredden', 'rest_frame', 'resample', 'normalize']
+    """
+
+    task = "black_hole_mass"
+    target_names = ("log_mbh",)
+    target_units = ("dex(solMass)",)
+    default_model_name = "mass-default"
+    target_calibration = "single-epoch virial masses (Shen et al. 2011, ApJS 194, 45)"
+    default_preprocessing = {
+        "steps": ["deredden", "rest_frame", "resample", "normalize"],
+        "grid": {"start": 1300.0, "stop": 7000.0, "dloglam": 2e-4},
+        "normalization": "median",
+        "channels": ["flux", "mask"],
+        "min_good_fraction": 0.2,
+    }
+
+    def __init__(
+        self,
+        model="default",
+        *,
+        batch_size: int = 256,
+        virial: bool = True,
+        preprocessing: dict | None = None,
+        architecture_options: dict | None = None,
+    ):
+        super().__init__(model, batch_size=batch_size, preprocessing=preprocessing,
+                         architecture_options=architecture_options)
+        self.virial = bool(virial)
+
+    def predict(self, spectra, *, z=None, ebv=None):
+        """
+        Black-hole mass of each spectrum.
+
+        Parameters
+        ----------
+        spectra : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+            Observed-frame quasar spectra.
+        z : float or array-like, optional
+            Redshift per spectrum. Default: ``meta['z']``; a spectrum without
+            one is flagged ``NO_REDSHIFT``.
+        ebv : float or array-like, optional
+            Galactic E(B-V) per spectrum. Default: ``meta['ebv']``, else 0.
+
+        Returns
+        -------
+        table : `~astropy.table.QTable`
+            One row per spectrum: the identifying meta columns present
+            (``object_id``, ``z``, ...), ``log_mbh`` [dex(M_sun)] and
+            ``log_mbh_err`` [dex] from the network; with ``virial=True`` the
+            virial estimate ``virial_log_mbh``, ``virial_log_mbh_err``, the
+            line used, its FWHM and the continuum luminosity (columns
+            prefixed ``virial_``); ``snr`` and ``flags``. ``table.meta``
+            names the model, its sha256 and the calibration it mimics.
+        """
+        table = super().predict(spectra, z=z, ebv=ebv)
+        if self.virial:
+            table = self._add_virial(table, spectra, z=z, ebv=ebv)
+        return table
+
+    def _add_virial(self, table, spectra, *, z, ebv):
+        try:
+            from ..physics.blackhole import virial_black_hole_mass
+        except ImportError:
+            log.info("spectralnn.physics.blackhole unavailable: no virial columns")
+            return table
+        batch = as_batch(spectra, on_invalid="flag")
+        try:
+            virial = virial_black_hole_mass(batch, z=z, ebv=ebv)
+        except SpectralNNError as exc:
+            log.warning("virial masses failed for this batch: %s", exc)
+            return table
+        for name in virial.colnames:
+            if name in _SKIP_VIRIAL:
+                continue
+            out = name if name.startswith("virial_") else f"virial_{name}"
+            table[out] = virial[name]
+        # the virial columns go before snr and flags
+        order = [c for c in table.colnames if c not in ("snr", "flags")] + ["snr", "flags"]
+        return table[order]
+
+    def predict_epochs(self, spectra, *, z=None, ebv=None):
+        """
+        Combine several epochs of one object into one mass.
+
+        Parameters
+        ----------
+        spectra : list of `specutils.Spectrum` or `~spectralnn.SpectrumBatch`
+            The epochs (spectra of the same object).
+        z : float, optional
+            The object's redshift. Default: the spectra's ``meta['z']``.
+        ebv : float, optional
+            Galactic E(B-V). Default: ``meta['ebv']``, else 0.
+
+        Returns
+        -------
+        table : `~astropy.table.QTable`
+            One row: ``n_epochs`` (usable ones), ``log_mbh``/``log_mbh_err``
+            (inverse-variance weighted mean of the per-epoch network masses
+            and its uncertainty), ``log_mbh_chi2`` (χ² of the epochs about
+            that mean: large values mean variability beyond the predicted
+            errors) and, for an ``'epoch_pooling'`` network,
+            ``log_mbh_pooled``/``log_mbh_pooled_err`` from the learned pooling;
+            ``flags`` (OR of the epochs' flags).
+        """
+        self._require_trained()
+        batch = as_batch(spectra, on_invalid="flag")
+        prepared = self.pipeline(batch, z=z, ebv=ebv)
+        mean, std = self._run_network(prepared.inputs, prepared.usable)
+        self._report_unusable(prepared.usable, prepared.flags)
+        m, s = mean[:, 0], std[:, 0]
+        ok = np.isfinite(m) & np.isfinite(s) & (s > 0)
+        unit = u.Unit(self.metadata["target"]["units"][0])
+        table = QTable()
+        table["n_epochs"] = [int(ok.sum())]
+        if ok.any():
+            w = 1.0 / s[ok] ** 2
+            ivw = np.sum(w * m[ok]) / np.sum(w)
+            ivw_err = np.sqrt(1.0 / np.sum(w))
+            chi2 = float(np.sum(w * (m[ok] - ivw) ** 2))
+        else:
+            ivw = ivw_err = chi2 = np.nan
+        table["log_mbh"] = [ivw] * unit
+        table["log_mbh_err"] = [ivw_err] * u.dex
+        table["log_mbh_chi2"] = [chi2]
+        if self._epoch_model:
+            pooled = pooled_err = np.nan
+            if ok.any():
+                x = prepared.inputs[ok][None]
+                out = self._forward([x, np.ones((1, int(ok.sum())), dtype=np.float32)])
+                pm, ps = _mean_std(out, 1)
+                pooled, pooled_err = float(pm[0, 0]), float(ps[0, 0])
+            table["log_mbh_pooled"] = [pooled] * unit
+            table["log_mbh_pooled_err"] = [pooled_err] * u.dex
+        table["flags"] = [int(np.bitwise_or.reduce(prepared.flags))]
+        table.meta.update(self._table_meta())
+        return table
+
+    def fit_epochs(self, objects, targets, *, z=None, ebv=None, validation=0.1, **options):
+        """
+        Train an ``'epoch_pooling'`` network on multi-epoch objects.
+
+        Parameters
+        ----------
+        objects : list
+            One entry per object: a list of `specutils.Spectrum` or a
+            `~spectralnn.SpectrumBatch` holding its epochs (any number).
+        targets : array-like or `~astropy.units.Quantity`
+            log M_BH per object.
+        z, ebv : array-like, optional
+            One value per object. Default: the spectra's meta.
+        validation : float or None, optional
+            Fraction of objects held out. Default 0.1.
+        **options
+            Passed on as in `Estimator.fit` (``epochs``, ``batch_size``,
+            ``learning_rate``, ``patience``, ``callbacks``,
+            ``checkpoint_dir``, ``resume``, ``seed``, ``verbose``).
+
+        Returns
+        -------
+        self : `MassEstimator`
+
+        Raises
+        ------
+        ValueError
+            If the network is not an ``'epoch_pooling'`` one.
+        """
+        if not self._epoch_model:
+            raise ValueError(
+                "fit_epochs trains an 'epoch_pooling' network; this estimator holds a "
+                f"{self.architecture!r} one (use fit)"
+            )
+        groups = [as_batch(obj, on_invalid="flag") for obj in objects]
+        counts = np.array([len(g) for g in groups])
+        owner = np.repeat(np.arange(len(groups)), counts)
+        z_rows = None if z is None else np.asarray(z, dtype=np.float64)[owner]
+        ebv_rows = None if ebv is None else np.asarray(ebv, dtype=np.float64)[owner]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            flat = concatenate(groups)
+        prepared = self.pipeline(flat, z=z_rows, ebv=ebv_rows)
+        n_obj, n_ep = len(groups), int(counts.max())
+        x = np.zeros((n_obj, n_ep, *prepared.inputs.shape[1:]), dtype=np.float32)
+        mask = np.zeros((n_obj, n_ep), dtype=np.float32)
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        x[owner, slot] = prepared.inputs
+        mask[owner, slot] = prepared.usable
+        y = self._targets(targets, _Rows(n_obj))
+        keep = (mask.sum(axis=1) > 0) & np.all(np.isfinite(y), axis=1)
+        if not keep.any():
+            raise ValueError("no object has a usable epoch and a finite target")
+        return self._fit_arrays([x[keep], mask[keep]], y[keep].astype(np.float32),
+                                validation=validation, **_fit_defaults(options))
+
+
+class _Rows:
+    """Stands in for a batch of ``n`` rows when checking per-object targets."""
+
+    def __init__(self, n):
+        self.n = n
+        self.meta = QTable()
+
+    def __len__(self):
+        return self.n
+
+
+def _fit_defaults(options):
+    allowed = {"epochs": 100, "batch_size": None, "learning_rate": None, "patience": 10,
+               "callbacks": None, "checkpoint_dir": None, "resume": False, "seed": None,
+               "verbose": 0}
+    unknown = set(options) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown fit options: {sorted(unknown)}")
+    return {**allowed, **options}

@@ -1,0 +1,342 @@
+"""
+Network architectures for 1-D spectra, built by name.
+
+Three architectures are provided, each ending in a
+`~spectralnn.models.heads.HeteroscedasticHead` (a mean and a log-variance per
+target) trained with the Gaussian negative log-likelihood:
+
+``"wren2021"``
+    The CNN-LSTM of Wren (2021, "Quasar mass machine learning"): three
+    ``Conv1D`` layers with batch normalisation on the middle one, two ``LSTM``
+    layers and two ``Dense`` layers, trained with Nadam at a learning rate of
+    1e-3 and then 1e-5. The layer sequence and optimiser follow the thesis;
+    widths, kernel sizes and the pooling that shortens the sequence before the
+    LSTMs are options of `build_model` with our defaults.
+``"resnet1d"`` (alias ``"default"``)
+    A residual 1-D convolutional network (He et al. 2016) with strided stages
+    and global average + max pooling: fast on CPU, no recurrence, and
+    insensitive to where a line falls on the grid.
+``"epoch_pooling"``
+    For several epochs of one object: the ``resnet1d`` encoder applied to every
+    epoch, then `~spectralnn.models.layers.MaskedAttentionPooling` over the
+    epochs (masked, so objects can have different numbers of epochs).
+
+Keras is imported only when a network is built, so this module is cheap to
+import.
+
+References
+----------
+.. [1] Wren, J. 2021, "Quasar mass machine learning", thesis
+.. [2] He, K., Zhang, X., Ren, S. & Sun, J. 2016, "Deep residual learning for
+   image recognition", CVPR
+
+Examples
+--------
+>>> from spectralnn.models.architectures import available_architectures
+>>> available_architectures()
+['default', 'epoch_pooling', 'resnet1d', 'wren2021']
+"""
+
+__all__ = [
+    "available_architectures",
+    "build_model",
+    "resolve_architecture",
+    "training_schedule",
+]
+
+_ALIASES = {"default": "resnet1d"}
+
+#: options of each architecture and their defaults (checked by build_model)
+_DEFAULT_OPTIONS = {
+    "resnet1d": {
+        "filters": 32,
+        "stages": 4,
+        "blocks_per_stage": 1,
+        "kernel_size": 7,
+        "dense_units": 64,
+        "dropout": 0.1,
+    },
+    "wren2021": {
+        "conv_filters": [32, 64, 64],
+        "kernel_sizes": [7, 5, 3],
+        "pool_size": 4,
+        "lstm_units": [64, 32],
+        "dense_units": [64, 32],
+    },
+    "epoch_pooling": {
+        "filters": 32,
+        "stages": 4,
+        "blocks_per_stage": 1,
+        "kernel_size": 7,
+        "dense_units": 64,
+        "dropout": 0.1,
+        "attention_units": 32,
+    },
+}
+
+#: optimiser and learning-rate schedule of each architecture
+_SCHEDULES = {
+    "resnet1d": {"optimizer": "adam", "learning_rate": 1e-3, "final_learning_rate": 1e-5},
+    # Wren (2021): Nadam at 1e-3, then 1e-5
+    "wren2021": {"optimizer": "nadam", "learning_rate": 1e-3, "final_learning_rate": 1e-5},
+    "epoch_pooling": {"optimizer": "adam", "learning_rate": 1e-3,
+                      "final_learning_rate": 1e-5},
+}
+
+
+def available_architectures():
+    """
+    Names accepted by `build_model`.
+
+    Returns
+    -------
+    names : list of str
+        Sorted, including the alias ``'default'``.
+
+    Examples
+    --------
+    >>> "wren2021" in available_architectures()
+    True
+    """
+    return sorted(set(_DEFAULT_OPTIONS) | set(_ALIASES))
+
+
+def resolve_architecture(name, options=None):
+    """
+    Canonical architecture name and its full option dictionary.
+
+    Parameters
+    ----------
+    name : str
+        Architecture name or alias (see `available_architectures`).
+    options : dict, optional
+        Options overriding the defaults.
+
+    Returns
+    -------
+    name : str
+        Canonical name (aliases resolved).
+    options : dict
+        Defaults updated with ``options``.
+
+    Raises
+    ------
+    ValueError
+        If the name or an option is unknown.
+
+    Examples
+    --------
+    >>> resolve_architecture("default", {"filters": 8})[1]["filters"]
+    8
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"architecture must be a string, got {type(name).__name__}")
+    canonical = _ALIASES.get(name, name)
+    if canonical not in _DEFAULT_OPTIONS:
+        raise ValueError(
+            f"unknown architecture {name!r}; choose one of {available_architectures()}"
+        )
+    merged = dict(_DEFAULT_OPTIONS[canonical])
+    for key, value in (options or {}).items():
+        if key not in merged:
+            raise ValueError(
+                f"unknown option {key!r} for architecture {canonical!r}; "
+                f"valid options: {sorted(merged)}"
+            )
+        merged[key] = value
+    return canonical, merged
+
+
+def training_schedule(name):
+    """
+    Optimiser and learning rates used to train an architecture.
+
+    Parameters
+    ----------
+    name : str
+        Architecture name or alias.
+
+    Returns
+    -------
+    schedule : dict
+        ``optimizer`` (Keras name), ``learning_rate`` (initial) and
+        ``final_learning_rate`` (after the plateau drop).
+
+    Examples
+    --------
+    >>> training_schedule("wren2021")["optimizer"]
+    'nadam'
+    """
+    canonical, _ = resolve_architecture(name)
+    return dict(_SCHEDULES[canonical])
+
+
+def build_model(
+    architecture,
+    input_length,
+    *,
+    n_channels=2,
+    n_targets=1,
+    target_loc=0.0,
+    target_scale=1.0,
+    options=None,
+    seed=None,
+    name=None,
+):
+    """
+    Build an (untrained) Keras model by architecture name.
+
+    Parameters
+    ----------
+    architecture : str
+        One of `available_architectures`.
+    input_length : int
+        Number of pixels of the input grid.
+    n_channels : int, optional
+        Channels per pixel (e.g. normalised flux and mask). Default 2.
+    n_targets : int, optional
+        Number of regression targets. Default 1.
+    target_loc, target_scale : float, optional
+        Offset and scale of the targets (training mean and standard
+        deviation), built into the head. Default 0 and 1.
+    options : dict, optional
+        Architecture options overriding the defaults (see
+        `resolve_architecture`).
+    seed : int, optional
+        Seed of the weight initialisation, for reproducible models.
+    name : str, optional
+        Keras model name. Default: the architecture name.
+
+    Returns
+    -------
+    model : `keras.Model`
+        Single-epoch architectures take input ``(batch, input_length,
+        n_channels)``; ``'epoch_pooling'`` takes ``[(batch, n_epochs,
+        input_length, n_channels), (batch, n_epochs)]`` (spectra and epoch
+        mask). The output is ``(batch, 2 * n_targets)``: means, then
+        log-variances.
+
+    Examples
+    --------
+    >>> model = build_model("resnet1d", 256, options={"filters": 4, "stages": 2},
+    ...                     seed=0)  # doctest: +SKIP
+    >>> model.output_shape  # doctest: +SKIP
+    (None, 2)
+    """
+    import keras
+
+    canonical, opts = resolve_architecture(architecture, options)
+    input_length = int(input_length)
+    if input_length < 8:
+        raise ValueError(f"input_length must be at least 8 pixels, got {input_length}")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    builder = {
+        "resnet1d": _build_resnet1d,
+        "wren2021": _build_wren2021,
+        "epoch_pooling": _build_epoch_pooling,
+    }[canonical]
+    return builder(
+        input_length,
+        int(n_channels),
+        int(n_targets),
+        target_loc,
+        target_scale,
+        opts,
+        name or canonical,
+    )
+
+
+def _head(x, n_targets, loc, scale):
+    from .heads import HeteroscedasticHead
+
+    return HeteroscedasticHead(n_targets, loc=loc, scale=scale, name="head")(x)
+
+
+def _resnet_encoder(x, opts):
+    """Residual 1-D CNN trunk ending in a pooled feature vector."""
+    from keras import layers
+
+    filters = int(opts["filters"])
+    k = int(opts["kernel_size"])
+    x = layers.Conv1D(filters, k, strides=2, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    for stage in range(int(opts["stages"])):
+        for block in range(int(opts["blocks_per_stage"])):
+            stride = 2 if block == 0 else 1
+            width = filters * 2 ** min(stage, 3)
+            shortcut = x
+            y = layers.Conv1D(width, 3, strides=stride, padding="same", use_bias=False)(x)
+            y = layers.BatchNormalization()(y)
+            y = layers.Activation("relu")(y)
+            y = layers.Conv1D(width, 3, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            if stride != 1 or shortcut.shape[-1] != width:
+                # average-pool then 1x1 conv (the "ResNet-D" shortcut): no input
+                # pixel is skipped, unlike a strided 1x1 convolution
+                if stride != 1:
+                    shortcut = layers.AveragePooling1D(stride, padding="same")(shortcut)
+                shortcut = layers.Conv1D(width, 1, use_bias=False)(shortcut)
+                shortcut = layers.BatchNormalization()(shortcut)
+            x = layers.Activation("relu")(layers.Add()([y, shortcut]))
+    x = layers.Concatenate()(
+        [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
+    )
+    x = layers.Dense(int(opts["dense_units"]), activation="relu")(x)
+    if opts["dropout"]:
+        x = layers.Dropout(float(opts["dropout"]))(x)
+    return x
+
+
+def _build_resnet1d(length, channels, n_targets, loc, scale, opts, name):
+    import keras
+
+    inputs = keras.Input((length, channels), name="spectrum")
+    features = _resnet_encoder(inputs, opts)
+    return keras.Model(inputs, _head(features, n_targets, loc, scale), name=name)
+
+
+def _build_wren2021(length, channels, n_targets, loc, scale, opts, name):
+    import keras
+    from keras import layers
+
+    filters, kernels = opts["conv_filters"], opts["kernel_sizes"]
+    if len(filters) != 3 or len(kernels) != 3:
+        raise ValueError("wren2021 has exactly three Conv1D layers: give three "
+                         "conv_filters and three kernel_sizes")
+    if len(opts["lstm_units"]) != 2 or len(opts["dense_units"]) != 2:
+        raise ValueError("wren2021 has two LSTM and two Dense layers: give two "
+                         "lstm_units and two dense_units")
+    pool = int(opts["pool_size"])
+    inputs = keras.Input((length, channels), name="spectrum")
+    x = layers.Conv1D(filters[0], kernels[0], padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling1D(pool)(x)
+    x = layers.Conv1D(filters[1], kernels[1], padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.MaxPooling1D(pool)(x)
+    x = layers.Conv1D(filters[2], kernels[2], padding="same", activation="relu")(x)
+    x = layers.LSTM(int(opts["lstm_units"][0]), return_sequences=True)(x)
+    x = layers.LSTM(int(opts["lstm_units"][1]))(x)
+    x = layers.Dense(int(opts["dense_units"][0]), activation="relu")(x)
+    x = layers.Dense(int(opts["dense_units"][1]), activation="relu")(x)
+    return keras.Model(inputs, _head(x, n_targets, loc, scale), name=name)
+
+
+def _build_epoch_pooling(length, channels, n_targets, loc, scale, opts, name):
+    import keras
+    from keras import layers
+
+    from .layers import MaskedAttentionPooling
+
+    single = keras.Input((length, channels), name="epoch_spectrum")
+    encoder = keras.Model(single, _resnet_encoder(single, opts), name="epoch_encoder")
+    spectra = keras.Input((None, length, channels), name="spectra")
+    mask = keras.Input((None,), name="epoch_mask")
+    embeddings = layers.TimeDistributed(encoder, name="encode_epochs")(spectra)
+    pooled = MaskedAttentionPooling(int(opts["attention_units"]), name="pool")(
+        [embeddings, mask]
+    )
+    x = layers.Dense(int(opts["dense_units"]), activation="relu")(pooled)
+    return keras.Model([spectra, mask], _head(x, n_targets, loc, scale), name=name)

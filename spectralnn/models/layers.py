@@ -1,0 +1,95 @@
+"""
+Custom Keras layers of spectralnn networks.
+
+`MaskedAttentionPooling` pools a variable number of per-epoch embeddings of one
+object (several spectra taken at different times) into one embedding: a
+deep-sets pooling (Zaheer et al. 2017) whose weights are learned by attention
+(Ilse, Tomczak & Welling 2018), with a mask so that padded epochs are ignored.
+
+Like `spectralnn.models.heads`, this module imports Keras and is only loaded
+when a network is built or read; it uses ``keras.ops`` only.
+
+References
+----------
+.. [1] Zaheer, M. et al. 2017, "Deep Sets", NeurIPS 30
+.. [2] Ilse, M., Tomczak, J. M. & Welling, M. 2018, "Attention-based deep
+   multiple instance learning", ICML
+
+Examples
+--------
+>>> import numpy as np
+>>> from spectralnn.models.layers import MaskedAttentionPooling
+>>> emb = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+>>> mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype="float32")
+>>> tuple(MaskedAttentionPooling(hidden_units=4)([emb, mask]).shape)
+(2, 16)
+"""
+
+import keras
+from keras import ops
+
+__all__ = ["MaskedAttentionPooling"]
+
+
+@keras.saving.register_keras_serializable(package="spectralnn")
+class MaskedAttentionPooling(keras.layers.Layer):
+    """
+    Attention-weighted and mean pooling over a masked set of embeddings.
+
+    Input ``[embeddings, mask]`` with shapes ``(batch, n_epochs, d)`` and
+    ``(batch, n_epochs)`` (1 for a real epoch, 0 for padding). Output shape
+    ``(batch, 2 * d)``: the attention-weighted mean, then the plain mean of the
+    unmasked embeddings. The result does not depend on the order of the
+    epochs nor on how much padding there is.
+
+    Parameters
+    ----------
+    hidden_units : int, optional
+        Width of the attention scoring network. Default 32.
+    **kwargs
+        Passed to `keras.layers.Layer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pool = MaskedAttentionPooling(hidden_units=4)
+    >>> emb = np.ones((1, 3, 2), dtype="float32")
+    >>> out = pool([emb, np.array([[1, 1, 0]], dtype="float32")])
+    >>> np.asarray(out).round(6).tolist()
+    [[1.0, 1.0, 1.0, 1.0]]
+    """
+
+    def __init__(self, hidden_units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_units = int(hidden_units)
+        self.score_hidden = keras.layers.Dense(self.hidden_units, activation="tanh",
+                                               name="score_hidden")
+        self.score = keras.layers.Dense(1, name="score")
+
+    def build(self, input_shape):
+        emb_shape = input_shape[0]
+        self.score_hidden.build(emb_shape)
+        self.score.build((*emb_shape[:-1], self.hidden_units))
+
+    def call(self, inputs):
+        embeddings, mask = inputs
+        mask = ops.cast(mask, embeddings.dtype)
+        scores = ops.squeeze(self.score(self.score_hidden(embeddings)), axis=-1)
+        # masked softmax: padded epochs get no weight
+        scores = ops.where(mask > 0, scores, ops.full_like(scores, -1e9))
+        scores = scores - ops.max(scores, axis=-1, keepdims=True)
+        weights = ops.exp(scores) * mask
+        weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-12)
+        attended = ops.sum(embeddings * weights[..., None], axis=1)
+        count = ops.maximum(ops.sum(mask, axis=-1, keepdims=True), 1.0)
+        mean = ops.sum(embeddings * mask[..., None], axis=1) / count
+        return ops.concatenate([attended, mean], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        emb_shape = input_shape[0]
+        return (emb_shape[0], 2 * emb_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config["hidden_units"] = self.hidden_units
+        return config
