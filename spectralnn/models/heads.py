@@ -32,6 +32,8 @@ import math
 import keras
 from keras import ops
 
+__doctest_requires__ = {"*": ["keras"]}
+
 __all__ = ["HeteroscedasticHead", "GaussianNLL", "gaussian_nll", "split_mean_log_var"]
 
 #: Bounds of the predicted log-variance (in units of the standardised target):

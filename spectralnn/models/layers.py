@@ -28,6 +28,8 @@ Examples
 import keras
 from keras import ops
 
+__doctest_requires__ = {"*": ["keras"]}
+
 __all__ = ["MaskedAttentionPooling"]
 
 
