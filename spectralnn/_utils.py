@@ -69,3 +69,31 @@ def quantity_value(value, unit, name):
     if not isinstance(value, u.Quantity):
         raise SpectralUnitsError(f"{name} needs a unit (e.g. {name}=5000 * u.{unit})")
     return value.to_value(unit, equivalencies=u.spectral())
+
+
+def flag_bad_rows(flux, ivar, mask, flags, bad, flag, reason, *, hint="", stacklevel=5):
+    """
+    Mask whole spectra in place, set a flag on them and warn once.
+
+    ``flux``, ``ivar``, ``mask`` (N, M) and ``flags`` (N,) are modified in
+    place for the rows where ``bad`` is True; the warning reads
+    "<k> spectra have <reason> (rows ...); they are masked and flagged <FLAG>".
+    """
+    import warnings
+
+    from .errors import BatchItemWarning
+
+    if not np.any(bad):
+        return
+    mask[bad] = True
+    ivar[bad] = 0.0
+    flux[bad] = 0.0
+    flags[bad] |= flag
+    rows = np.flatnonzero(bad)
+    more = "..." if rows.size > 10 else ""
+    warnings.warn(
+        f"{rows.size} spectra have {reason} (rows {rows[:10].tolist()}{more}); they "
+        f"are masked and flagged {flag.name}{hint}",
+        BatchItemWarning,
+        stacklevel=stacklevel,
+    )

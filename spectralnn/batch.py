@@ -690,6 +690,10 @@ _META_KEYS = {
 }
 
 
+#: meta columns that may be taken from a FITS header keyword
+_HEADER_COLUMNS = ("z", "z_err", "ebv")
+
+
 def _meta_from_spectrum(spectrum):
     meta = dict(spectrum.meta or {})
     header = meta.get("header")
@@ -699,7 +703,9 @@ def _meta_from_spectrum(spectrum):
             if key in meta and np.isscalar(meta[key]):
                 info[column] = meta[key]
                 break
-            if header is not None and key in header:
+            if header is not None and column in _HEADER_COLUMNS and key in header:
+                # only unambiguous keywords: RA/DEC/MJD mean different things
+                # (plate centre, sexagesimal strings, ...) in different headers
                 info[column] = header[key]
                 break
     if "flags" in meta and np.isscalar(meta["flags"]):

@@ -9,14 +9,13 @@ by the square of that factor. E(B-V) is usually the Schlegel, Finkbeiner &
 Davis (1998) value at the target's position (``meta['ebv']``).
 """
 
-import warnings
 
 import numpy as np
 from astropy import units as u
 
-from .._utils import per_spectrum, spectrum_or_batch
+from .._utils import flag_bad_rows, per_spectrum, spectrum_or_batch
 from ..batch import SpectrumBatch
-from ..errors import BatchItemWarning, InvalidSpectrumError, WavelengthCoverageError
+from ..errors import InvalidSpectrumError, WavelengthCoverageError
 from ..flags import Flag
 from ..logger import log
 from .resample import _input_frame, _is_single
@@ -225,19 +224,8 @@ def _deredden(batch, ebv, *, model, r_v, strict, frame):
     mask = batch.mask.copy()
     meta = batch.meta.copy()
     flags = np.asarray(meta["flags"], dtype=np.int64).copy()
-    if bad.any():
-        mask[bad] = True
-        ivar[bad] = 0.0
-        flux[bad] = 0.0
-        flags[bad] |= Flag.NO_DATA
-        rows = np.flatnonzero(bad)
-        warnings.warn(
-            f"{rows.size} spectra have no valid E(B-V) (rows {rows[:10].tolist()}"
-            f"{'...' if rows.size > 10 else ''}); they are masked and flagged "
-            "NO_DATA (pass ebv=0 to skip the correction)",
-            BatchItemWarning,
-            stacklevel=4,
-        )
+    flag_bad_rows(flux, ivar, mask, flags, bad, Flag.NO_DATA, "no valid E(B-V)",
+                  hint=" (pass ebv=0 to skip the correction)")
     meta["flags"] = flags
     meta["ebv"] = np.where(bad, np.nan, ebv)
     log.debug("dereddened %d spectra with %s (R(V)=%.2f)", len(batch),

@@ -8,14 +8,13 @@ from the ``z`` argument (a scalar or one value per spectrum) or from the
 ``z`` column of the batch's meta table.
 """
 
-import warnings
 
 import numpy as np
 from astropy import units as u
 
-from .._utils import per_spectrum, spectrum_or_batch
+from .._utils import flag_bad_rows, per_spectrum, spectrum_or_batch
 from ..batch import SpectrumBatch
-from ..errors import BatchItemWarning, InvalidSpectrumError
+from ..errors import InvalidSpectrumError
 from ..flags import Flag
 from ..logger import log
 from .resample import _input_frame, _is_single, log_wavelength_grid, resample
@@ -56,19 +55,7 @@ def _shift(batch, z, bad, *, frame):
     mask = batch.mask.copy()
     meta = batch.meta.copy()
     flags = np.asarray(meta["flags"], dtype=np.int64).copy()
-    if bad.any():
-        mask[bad] = True
-        ivar[bad] = 0.0
-        flux[bad] = 0.0
-        flags[bad] |= Flag.NO_REDSHIFT
-        rows = np.flatnonzero(bad)
-        warnings.warn(
-            f"{rows.size} spectra have no valid redshift (rows {rows[:10].tolist()}"
-            f"{'...' if rows.size > 10 else ''}); they are masked and flagged "
-            "NO_REDSHIFT",
-            BatchItemWarning,
-            stacklevel=4,
-        )
+    flag_bad_rows(flux, ivar, mask, flags, bad, Flag.NO_REDSHIFT, "no valid redshift")
     meta["flags"] = flags
     meta["z"] = np.where(bad, np.nan, z)
     return SpectrumBatch._from_arrays_unchecked(wave, flux, ivar, mask, meta,
