@@ -37,13 +37,9 @@ class Conf(_config.ConfigNamespace):
 conf = Conf()
 
 _LAZY = {
-    # estimators need Keras: import them only when asked for
+    # estimators need Keras at prediction time: import them only when asked for
+    "Estimator": "spectralnn.estimators",
     "MassEstimator": "spectralnn.estimators",
-    "RedshiftEstimator": "spectralnn.estimators",
-    "SpectralClassifier": "spectralnn.estimators",
-    "DLAFinder": "spectralnn.estimators",
-    "SpectrumAutoencoder": "spectralnn.estimators",
-    "ISMEstimator": "spectralnn.estimators",
 }
 
 _SUBMODULES = {
@@ -59,7 +55,7 @@ _SUBMODULES = {
     "visualization",
 }
 
-__all__ = ["SpectrumBatch", "conf", "log", "__version__", *_errors_all]
+__all__ = ["SpectrumBatch", "conf", "log", "__version__", *_errors_all, *_LAZY]
 
 
 def __getattr__(name):

@@ -15,7 +15,10 @@ target) trained with the Gaussian negative log-likelihood:
 ``"resnet1d"`` (alias ``"default"``)
     A residual 1-D convolutional network (He et al. 2016) with strided stages
     and global average + max pooling: fast on CPU, no recurrence, and
-    insensitive to where a line falls on the grid.
+    insensitive to where a line falls on the grid. With ``n_scalars > 0`` it
+    has a second input of per-spectrum numbers (e.g. the log luminosity and
+    redshift that median normalisation removes), joined to the pooled
+    spectral features before the dense layer and again before the head.
 ``"epoch_pooling"``
     For several epochs of one object: the ``resnet1d`` encoder applied to every
     epoch, then `~spectralnn.models.layers.MaskedAttentionPooling` over the
@@ -177,6 +180,7 @@ def build_model(
     *,
     n_channels=2,
     n_targets=1,
+    n_scalars=0,
     target_loc=0.0,
     target_scale=1.0,
     options=None,
@@ -196,6 +200,9 @@ def build_model(
         Channels per pixel (e.g. normalised flux and mask). Default 2.
     n_targets : int, optional
         Number of regression targets. Default 1.
+    n_scalars : int, optional
+        Number of scalar inputs per spectrum (a second input, ``resnet1d``
+        only). Default 0.
     target_loc, target_scale : float, optional
         Offset and scale of the targets (training mean and standard
         deviation), built into the head. Default 0 and 1.
@@ -211,7 +218,8 @@ def build_model(
     -------
     model : `keras.Model`
         Single-epoch architectures take input ``(batch, input_length,
-        n_channels)``; ``'epoch_pooling'`` takes ``[(batch, n_epochs,
+        n_channels)``, plus ``(batch, n_scalars)`` as a second input when
+        ``n_scalars > 0``; ``'epoch_pooling'`` takes ``[(batch, n_epochs,
         input_length, n_channels), (batch, n_epochs)]`` (spectra and epoch
         mask). The output is ``(batch, 2 * n_targets)``: means, then
         log-variances.
@@ -231,20 +239,21 @@ def build_model(
         raise ValueError(f"input_length must be at least 8 pixels, got {input_length}")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
+    n_scalars = int(n_scalars)
+    if n_scalars < 0:
+        raise ValueError(f"n_scalars must be non-negative, got {n_scalars}")
+    if n_scalars and canonical != "resnet1d":
+        raise ValueError(f"scalar inputs are supported by 'resnet1d' only, not {canonical!r}")
     builder = {
         "resnet1d": _build_resnet1d,
         "wren2021": _build_wren2021,
         "epoch_pooling": _build_epoch_pooling,
     }[canonical]
-    return builder(
-        input_length,
-        int(n_channels),
-        int(n_targets),
-        target_loc,
-        target_scale,
-        opts,
-        name or canonical,
-    )
+    args = (input_length, int(n_channels), int(n_targets), target_loc, target_scale,
+            opts, name or canonical)
+    if n_scalars:
+        return builder(*args, n_scalars=n_scalars)
+    return builder(*args)
 
 
 def _head(x, n_targets, loc, scale):
@@ -253,8 +262,8 @@ def _head(x, n_targets, loc, scale):
     return HeteroscedasticHead(n_targets, loc=loc, scale=scale, name="head")(x)
 
 
-def _resnet_encoder(x, opts):
-    """Residual 1-D CNN trunk ending in a pooled feature vector."""
+def _resnet_encoder(x, opts, scalars=None):
+    """Residual 1-D CNN trunk ending in a feature vector (joined to ``scalars``)."""
     from keras import layers
 
     filters = int(opts["filters"])
@@ -283,17 +292,27 @@ def _resnet_encoder(x, opts):
     x = layers.Concatenate()(
         [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
     )
+    if scalars is not None:
+        x = layers.Concatenate()([x, scalars])
     x = layers.Dense(int(opts["dense_units"]), activation="relu")(x)
     if opts["dropout"]:
         x = layers.Dropout(float(opts["dropout"]))(x)
+    if scalars is not None:
+        # a direct path: a virial mass is linear in log L
+        x = layers.Concatenate()([x, scalars])
     return x
 
 
-def _build_resnet1d(length, channels, n_targets, loc, scale, opts, name):
+def _build_resnet1d(length, channels, n_targets, loc, scale, opts, name, n_scalars=0):
     import keras
 
     inputs = keras.Input((length, channels), name="spectrum")
-    features = _resnet_encoder(inputs, opts)
+    if n_scalars:
+        scalars = keras.Input((n_scalars,), name="scalars")
+        features = _resnet_encoder(inputs, opts, scalars)
+        inputs = [inputs, scalars]
+    else:
+        features = _resnet_encoder(inputs, opts)
     return keras.Model(inputs, _head(features, n_targets, loc, scale), name=name)
 
 

@@ -7,7 +7,9 @@ A model's metadata carries a ``preprocessing`` entry such as::
      "grid": {"start": 1300.0, "stop": 7000.0, "dloglam": 1e-4},
      "normalization": "median",
      "channels": ["flux", "mask"],
-     "min_good_fraction": 0.5}
+     "min_good_fraction": 0.5,
+     "scalars": {"names": ["log_lambda_l", "z"], "loc": [44.0, 2.0],
+                 "scale": [1.0, 1.5]}}
 
 `Pipeline` turns that declaration into the network input: it runs the steps
 in order on a `~spectralnn.SpectrumBatch` (dereddening with
@@ -15,7 +17,11 @@ in order on a `~spectralnn.SpectrumBatch` (dereddening with
 with `spectralnn.preprocessing.redshift.to_rest_frame`, resampling onto the
 log-λ grid with `spectralnn.preprocessing.resample.resample`), normalises each
 spectrum, and stacks the requested channels into an ``(N, M, C)`` float32
-array. Spectra that cannot be used (no redshift for a rest-frame model, too
+array. Median normalisation discards the flux level, and with it the
+luminosity a virial mass needs, so a model may also declare ``scalars``:
+numbers per spectrum fed to a second input branch, standardised with the
+``loc`` and ``scale`` stored in the declaration (see `SCALARS`). Spectra that
+cannot be used (no redshift for a rest-frame model, too
 little of the grid covered, no positive continuum) are flagged and marked
 unusable rather than raising, so one bad spectrum never stops a batch.
 
@@ -37,13 +43,30 @@ from ..batch import SpectrumBatch, as_batch
 from ..flags import Flag
 from ..logger import log
 
-__all__ = ["Pipeline", "PipelineResult", "STEPS", "validate_preprocessing"]
+__all__ = ["Pipeline", "PipelineResult", "SCALARS", "STEPS", "validate_preprocessing"]
 
 #: Preprocessing steps a model may declare, in the order they may appear.
 STEPS = ("deredden", "rest_frame", "resample", "normalize")
 
 _NORMALIZATIONS = ("median", "none")
 _CHANNELS = ("flux", "mask", "ivar")
+#: Scalar inputs a model may declare, and what each one is:
+#:
+#: ``log_lambda_l``
+#:     log10 of 3000 Å times the median rest-frame luminosity density
+#:     L_λ = 4π d_L² f_λ,rest (erg/s) over the good pixels of the model grid:
+#:     the flux level that median normalisation removes, as a luminosity
+#:     (flat ΛCDM, H0 = 70 km/s/Mpc, Ωm = 0.3, the cosmology of the virial
+#:     calibrations).
+#: ``log_norm``
+#:     log10 of the median rest-frame flux density itself (flux units of the
+#:     batch converted to erg/s/cm²/Å).
+#: ``z``
+#:     The redshift used for the rest frame.
+SCALARS = ("log_lambda_l", "log_norm", "z")
+_H0, _OM0 = 70.0, 0.3
+_F_LAMBDA = u.erg / u.s / u.cm**2 / u.AA
+
 #: normalised flux is clipped to this range before it enters a network
 _FLUX_CLIP = 50.0
 
@@ -60,7 +83,9 @@ def validate_preprocessing(spec):
         ``'resample'``), ``normalization`` (``'median'`` or ``'none'``,
         default ``'median'``), ``channels`` (from ``'flux'``, ``'mask'``,
         ``'ivar'``; default ``['flux', 'mask']``) and ``min_good_fraction``
-        (default 0.5).
+        (default 0.5); optionally ``scalars``, a dict with ``names`` (drawn
+        from `SCALARS`) and the ``loc`` and ``scale`` that standardise them
+        (defaults 0 and 1).
 
     Returns
     -------
@@ -84,7 +109,7 @@ def validate_preprocessing(spec):
     if not isinstance(spec, dict):
         raise TypeError(f"preprocessing must be a dict, got {type(spec).__name__}")
     unknown = set(spec) - {"steps", "grid", "normalization", "channels",
-                           "min_good_fraction"}
+                           "min_good_fraction", "scalars"}
     if unknown:
         raise ValueError(f"unknown preprocessing keys: {sorted(unknown)}")
     steps = spec.get("steps")
@@ -124,6 +149,32 @@ def validate_preprocessing(spec):
     if not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise ValueError(f"min_good_fraction must be in [0, 1], got {fraction!r}")
     out["min_good_fraction"] = float(fraction)
+    if spec.get("scalars") is not None:
+        out["scalars"] = _validate_scalars(spec["scalars"], steps)
+    return out
+
+
+def _validate_scalars(scalars, steps):
+    if not isinstance(scalars, dict) or not set(scalars) <= {"names", "loc", "scale"}:
+        raise ValueError("'scalars' must be a dict with 'names', 'loc' and 'scale'")
+    names = scalars.get("names")
+    if (not isinstance(names, list) or not names
+            or any(name not in SCALARS for name in names)):
+        raise ValueError(f"scalar names must be a non-empty list drawn from {SCALARS}")
+    if "rest_frame" not in steps or "normalize" not in steps:
+        raise ValueError("scalar inputs need the 'rest_frame' and 'normalize' steps")
+    out = {"names": list(names)}
+    for key, default in (("loc", 0.0), ("scale", 1.0)):
+        values = scalars.get(key, [default] * len(names))
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError):
+            raise ValueError(f"scalar {key} must be a list of numbers") from None
+        if len(values) != len(names) or not all(np.isfinite(values)):
+            raise ValueError(f"scalar {key} needs one finite number per scalar")
+        out[key] = values
+    if not all(s > 0 for s in out["scale"]):
+        raise ValueError("scalar scales must be positive")
     return out
 
 
@@ -144,6 +195,9 @@ class PipelineResult:
         Median S/N per good pixel of each input spectrum (before the steps).
     batch : `~spectralnn.SpectrumBatch`
         The spectra after the steps (on the model grid when resampled).
+    scalars : `~numpy.ndarray` or None
+        Standardised scalar inputs, float32, shape ``(N, S)``, when the
+        preprocessing declares ``scalars`` (zeros for unusable rows).
     """
 
     inputs: np.ndarray
@@ -151,6 +205,12 @@ class PipelineResult:
     flags: np.ndarray
     snr: np.ndarray
     batch: SpectrumBatch
+    scalars: np.ndarray | None = None
+
+    @property
+    def network_inputs(self):
+        """What the network takes: ``inputs``, or ``[inputs, scalars]``."""
+        return self.inputs if self.scalars is None else [self.inputs, self.scalars]
 
 
 class Pipeline:
@@ -179,6 +239,7 @@ class Pipeline:
         self.spec = validate_preprocessing(spec)
         self.steps = self.spec["steps"]
         self.channels = self.spec["channels"]
+        self.scalars = self.spec.get("scalars")
         grid = self.spec.get("grid")
         self.grid = None
         if grid is not None:
@@ -194,6 +255,11 @@ class Pipeline:
     def n_channels(self):
         """Channels per pixel of the network input."""
         return len(self.channels)
+
+    @property
+    def n_scalars(self):
+        """Scalar inputs per spectrum (0 when none are declared)."""
+        return 0 if self.scalars is None else len(self.scalars["names"])
 
     def __repr__(self):
         return f"<Pipeline steps={self.steps} channels={self.channels}>"
@@ -238,6 +304,7 @@ class Pipeline:
             no_z = ~np.isfinite(z_values) | (z_values <= -1)
             flags[no_z] |= Flag.NO_REDSHIFT
             usable &= ~no_z
+            z_used = np.where(no_z, 0.0, z_values)
             batch = to_rest_frame(batch, z=np.where(no_z, 0.0, z_values))
         if "resample" in self.steps:
             from ..preprocessing.resample import resample
@@ -291,5 +358,38 @@ class Pipeline:
                 weight = np.sqrt(np.where(good, batch.ivar, 0.0)) * norm[:, None]
                 planes.append(np.tanh(weight / 10.0))
         inputs = np.stack(planes, axis=-1).astype(np.float32)
+        scalars = None
+        if self.scalars is not None:
+            scalars = self._scalars(norm, z_used, batch.flux_unit, usable, flags)
         inputs[~usable] = 0.0
-        return PipelineResult(inputs=inputs, usable=usable, flags=flags, snr=snr, batch=batch)
+        return PipelineResult(inputs=inputs, usable=usable, flags=flags, snr=snr,
+                              batch=batch, scalars=scalars)
+
+    def _scalars(self, norm, z, flux_unit, usable, flags):
+        """Standardised scalar inputs (N, S); updates ``usable`` and ``flags``."""
+        try:
+            to_cgs = (1.0 * u.Unit(flux_unit)).to_value(_F_LAMBDA)
+        except u.UnitConversionError:
+            log.warning("flux unit %s is not a flux density: no luminosity input",
+                        flux_unit)
+            to_cgs = np.nan
+        with np.errstate(all="ignore"):
+            log_norm = np.log10(norm * to_cgs)
+        values = {"log_norm": log_norm, "z": z}
+        if "log_lambda_l" in self.scalars["names"]:
+            from astropy.cosmology import FlatLambdaCDM
+
+            cosmo = FlatLambdaCDM(H0=_H0, Om0=_OM0)
+            d_l = np.zeros_like(z)
+            pos = z > 0
+            d_l[pos] = cosmo.luminosity_distance(z[pos]).to_value(u.cm)
+            with np.errstate(all="ignore"):
+                values["log_lambda_l"] = (log_norm + np.log10(4 * np.pi * 3000.0)
+                                          + 2 * np.log10(d_l))
+        out = np.stack([values[name] for name in self.scalars["names"]], axis=-1)
+        out = (out - np.asarray(self.scalars["loc"])) / np.asarray(self.scalars["scale"])
+        bad = ~np.all(np.isfinite(out), axis=1)
+        flags[bad & usable] |= Flag.FIT_FAILED
+        usable &= ~bad
+        out[~usable] = 0.0
+        return out.astype(np.float32)
