@@ -179,7 +179,7 @@ def write_example_spectrum(path, *, seed=EXAMPLE_SEED, overwrite=False):
     coeff0, coeff1 = float(loglam[0]), float(np.median(np.diff(loglam)))
 
     primary = fits.Header()
-    primary["TELESCOP"] = ("SDSS 2.5-M", "layout of an SDSS spec file (simulated)")
+    primary["TELESCOP"] = ("SDSS 2.5-M", "SDSS spec-file layout (simulated)")
     primary["VERS2D"] = ("v5_7_0", "layout version (not an SDSS reduction)")
     primary["RUN2D"] = "26"
     primary["PLATEID"] = (9999, "placeholder plate (simulated spectrum)")
@@ -189,9 +189,9 @@ def write_example_spectrum(path, *, seed=EXAMPLE_SEED, overwrite=False):
     primary["COEFF1"] = (coeff1, "log10(lambda) step per pixel")
     primary["BUNIT"] = "1E-17 erg/cm^2/s/Ang"
     primary["OBJECT"] = "spectralnn simulated quasar"
-    primary["SIMULATE"] = (True, "simulated by spectralnn.simulate.simulate_quasars")
+    primary["SIMULATE"] = (True, "spectralnn.simulate.simulate_quasars")
     primary["SIMSEED"] = (int(seed), "simulate_quasars seed")
-    primary["SIMVERS"] = (str(__version__)[:60], "spectralnn version of the simulation")
+    primary["SIMVERS"] = (str(__version__)[:40], "spectralnn version")
     for key, (column, comment) in _TRUTH_KEYS.items():
         primary[key] = (float(np.asarray(u.Quantity(truth[column]).value)), comment)
 

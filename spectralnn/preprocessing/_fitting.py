@@ -205,7 +205,8 @@ def levenberg_marquardt(
     ----------
     model : callable
         ``model(p, rows) -> (values, jacobian)`` with ``p`` of shape (K, P)
-        for the problems listed in ``rows`` (an index array of length K);
+        for the problems selected by ``rows`` (an index array of length K,
+        or ``slice(None)`` for all N problems);
         ``values`` has shape (K, L) and ``jacobian`` (K, L, P), with respect
         to the (external, bounded) parameters.
     p0 : ndarray, shape (N, P)
@@ -229,8 +230,7 @@ def levenberg_marquardt(
     bounds = Bounds(lower, upper, n_par)
     q = bounds.to_internal(np.asarray(p0, dtype=float))
     p, dpdq = bounds.to_external(q)
-    rows = np.arange(n)
-    values, jac = model(p, rows)
+    values, jac = model(p, slice(None))
     chi2 = np.sum(weight * (y - values) ** 2, axis=1)
     lam = np.full(n, 1e-3)
     active = np.isfinite(chi2)
@@ -241,11 +241,14 @@ def levenberg_marquardt(
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
-        w = weight[idx]
-        jq = jac[idx] * dpdq[idx][:, None, :]
-        resid = y[idx] - values[idx]
-        a = _normal_matrix(jq, w)
-        g = np.einsum("nlp,nl->np", jq, w * resid)
+        # while every problem is active, slices avoid copying the arrays
+        sel = slice(None) if idx.size == n else idx
+        w = weight[sel]
+        resid = y[sel] - values[sel]
+        j_sel, dq = jac[sel], dpdq[sel]
+        # J_q = J_p diag(dp/dq): scale the small normal matrix, not the Jacobian
+        a = _normal_matrix(j_sel, w) * dq[:, :, None] * dq[:, None, :]
+        g = np.matmul((w * resid)[:, None, :], j_sel)[:, 0, :] * dq
         diag = np.diagonal(a, axis1=1, axis2=2)
         scale = np.maximum(
             diag, _RIDGE * np.maximum(diag.max(axis=1, keepdims=True), 1e-300)
@@ -255,13 +258,16 @@ def levenberg_marquardt(
         step = _solve(a_damped, g)
         q_new = q[idx] + np.nan_to_num(step)
         p_new, dpdq_new = bounds.to_external(q_new)
-        v_new, j_new = model(p_new, idx)
-        chi2_new = np.sum(w * (y[idx] - v_new) ** 2, axis=1)
+        v_new, j_new = model(p_new, sel)
+        chi2_new = np.sum(w * (y[sel] - v_new) ** 2, axis=1)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         small = better & (chi2[idx] - chi2_new <= np.maximum(rtol * chi2[idx], atol))
         acc = idx[better]
         q[acc], p[acc], dpdq[acc] = q_new[better], p_new[better], dpdq_new[better]
-        values[acc], jac[acc] = v_new[better], j_new[better]
+        if acc.size == n:  # every step accepted: take the new arrays whole
+            values, jac = v_new, j_new
+        else:
+            values[acc], jac[acc] = v_new[better], j_new[better]
         chi2[acc] = chi2_new[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 10, 1e-10), lam[idx] * 10)
         stuck = lam[idx] > 1e10

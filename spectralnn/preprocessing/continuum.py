@@ -17,7 +17,7 @@ from ..errors import InvalidSpectrumError, SpectralUnitsError
 from ..flags import Flag
 from ..lines import CONTINUUM_WINDOWS
 from ..logger import log
-from ._fitting import compact, levenberg_marquardt, linear_least_squares
+from ._fitting import compact, levenberg_marquardt
 
 __all__ = [
     "continuum_powerlaw",
@@ -48,6 +48,9 @@ def _rest_arrays(batch, z):
         missing = ~np.isfinite(zz)
         flags[missing] |= Flag.NO_REDSHIFT
         zz = np.where(missing, np.nan, zz)
+    if batch.frame == "rest":
+        # a read-only view: on a shared grid every row is the same memory
+        return batch.wavelength_2d, zz, flags
     lam = batch.wavelength_2d / (1.0 + np.nan_to_num(zz, nan=0.0))[:, None]
     return lam, zz, flags
 
@@ -59,6 +62,19 @@ def _in_windows(lam, windows):
     k = np.searchsorted(lo, lam, side="right") - 1
     inside = k >= 0
     return inside & (lam <= hi[np.clip(k, 0, None)])
+
+
+def _weighted_line(x, y, w):
+    """Weighted least-squares straight line ``y = a + b x`` per row: (N, 2)."""
+    s0, s1, s2 = w.sum(1), (w * x).sum(1), (w * x * x).sum(1)
+    wy = w * y
+    b0, b1 = wy.sum(1), (wy * x).sum(1)
+    det = s0 * s2 - s1**2
+    ok = det > 0
+    det = np.where(ok, det, 1.0)
+    a = np.where(ok, (s2 * b0 - s1 * b1) / det, 0.0)
+    b = np.where(ok, (s0 * b1 - s1 * b0) / det, 0.0)
+    return np.stack([a, b], axis=1)
 
 
 def _windows_value(windows):
@@ -181,7 +197,9 @@ def continuum_powerlaw(
     n = len(batch)
     win = _windows_value(windows)
     lam, zz, flags = _rest_arrays(batch, z)
-    use = batch.good & _in_windows(lam, win) & (batch.flux > 0)
+    # a rest-frame batch on one grid: the window test is the same for all rows
+    in_win = _in_windows(lam[:1] if lam.strides[0] == 0 else lam, win)
+    use = batch.good & in_win & (batch.flux > 0)
     use &= np.isfinite(zz)[:, None]
 
     npix = use.sum(axis=1)
@@ -193,13 +211,19 @@ def continuum_powerlaw(
     index, valid = compact(use)
     lam_c = np.take_along_axis(lam, index, axis=1)
     if wavelength0 is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lam0 = np.nanmedian(np.where(valid, lam_c, np.nan), axis=1)
+        # wavelengths increase along a row, so the median is the middle pixel
+        count = valid.sum(axis=1)
+        mid = np.take_along_axis(
+            lam_c, np.stack([(count - 1) // 2, count // 2], axis=1).clip(0), axis=1
+        )
+        lam0 = np.where(count > 0, mid.mean(axis=1), np.nan)
     else:
         lam0 = per_spectrum(batch, wavelength0, "wavelength0", unit=u.AA)
     lam0 = np.where(np.isfinite(lam0), lam0, 1.0)
-    x_full = np.log(lam / lam0[:, None])
+    if lam.strides[0] == 0:  # one grid: one logarithm per pixel
+        x_full = np.log(lam[:1]) - np.log(lam0)[:, None]
+    else:
+        x_full = np.log(lam / lam0[:, None])
     x = np.log(lam_c / lam0[:, None])
     flux = np.take_along_axis(batch.flux, index, axis=1)
     ivar = np.where(valid, np.take_along_axis(batch.ivar, index, axis=1), 0.0)
@@ -208,12 +232,11 @@ def continuum_powerlaw(
     # --- log-space linear fit with sigma clipping ------------------------------
     keep = use_c.copy()
     logf = np.log(np.where(flux > 0, flux, 1.0))
-    design = np.stack([np.ones_like(x), x], axis=-1)
     params = np.zeros((n, 2))
     n_min = max(int(min_pixels), 3)
     for _ in range(max(int(iterations), 0) + 1):
         w_log = np.where(keep, ivar * flux**2, 0.0)
-        params, _cov = linear_least_squares(design, logf, w_log)
+        params = _weighted_line(x, logf, w_log)
         model = np.exp(params[:, :1] + params[:, 1:] * x)
         resid = (flux - model) * np.sqrt(ivar)
         new_keep = use_c & (np.abs(resid) < sigma)

@@ -98,7 +98,7 @@ QUASAR_LINES = {
     "Hdelta": (4102.89, 5.0, 0.0, "Hbeta", 1.0),
     "Hgamma": (4341.68, 13.0, 0.0, "Hbeta", 1.0),
     "HeII4686": (4687.02, 2.0, 0.0, "Hbeta", 1.0),
-    "Hbeta": (4862.68, 46.0, 0.0, "Hbeta", 1.0),
+    "Hbeta": (4862.68, 60.0, 0.0, "Hbeta", 1.0),
     "HeI5876": (5877.25, 6.0, 0.0, "Hbeta", 1.0),
     "Halpha": (6564.93, 195.0, 0.0, "Hbeta", 0.9),
     # narrow
@@ -107,8 +107,8 @@ QUASAR_LINES = {
     "[OII]3729": (3729.88, 0.9, 0.0, "narrow", 1.0),
     "[NeIII]3869": (3869.86, 1.4, 0.0, "narrow", 1.0),
     "Hbeta_n": (4862.68, 2.0, 0.0, "narrow", 1.0),
-    "[OIII]4959": (4960.30, 13.0 / 2.98, 0.0, "narrow", 1.0),
-    "[OIII]5007": (5008.24, 13.0, 0.0, "narrow", 1.0),
+    "[OIII]4959": (4960.30, 18.0 / 2.98, 0.0, "narrow", 1.0),
+    "[OIII]5007": (5008.24, 18.0, 0.0, "narrow", 1.0),
     "[OI]6300": (6302.05, 1.5, 0.0, "narrow", 1.0),
     "[NII]6548": (6549.86, 2.0, 0.0, "narrow", 1.0),
     "Halpha_n": (6564.61, 10.0, 0.0, "narrow", 1.0),
@@ -160,6 +160,7 @@ _DRAWS = (
     ]
     + [f"w_{line}" for line in _VIRIAL_LINES]
     + [f"ew_{name}" for name in _LINE_NAMES]
+    + ["balmer"]
 )
 _N_DRAWS = len(_DRAWS)
 _N_ABS = n_uniforms(_MAX_DLA, _MAX_LLS, _MAX_METAL)
@@ -227,9 +228,13 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
         line: width_scatter * _gaussian(d[f"w_{line}"]) for line in _VIRIAL_LINES
     }
     p["ew_eps"] = {name: 0.2 * _gaussian(d[f"ew_{name}"]) for name in _LINE_NAMES}
+    # [O III] EWs spread over ~0.4 dex (Shen et al. 2011 DR7 catalogue);
     # Eigenvector 1: strong optical Fe II, weak [O III]
     for name in _OIII:
-        p["ew_eps"][name] = p["ew_eps"]["[OIII]5007"] - 0.4 * ev1
+        p["ew_eps"][name] = 2.0 * p["ew_eps"]["[OIII]5007"] - 0.4 * ev1
+    # Balmer continuum at the edge relative to the power law (Dietrich et al.
+    # 2002, ApJ 581, 912: typically 0.1-0.5)
+    p["balmer_ratio"] = 0.25 * 10 ** (0.15 * _gaussian(d["balmer"]))
     p["log_lbol"] = p["log_edd_ratio"] + np.log10(1.26e38) + p["log_mbh"]
     return p
 
@@ -460,6 +465,20 @@ def _rest_model(wave, p):
             (p["r_feii"] * ew_hb * cont4560)[:, None]
             * _feii(w[3], p["fwhm"]["Hbeta"], "optical"),
         )
+    # Balmer continuum (Grandi 1982, ApJ 255, 25): optically thin-to-thick
+    # emission of T_e = 15000 K gas, tau = 1 at the edge, blended with the
+    # high-order Balmer lines into a smooth rise (edge smoothed over ~20 Å)
+    w = win.take(1500.0, 3800.0)
+    if w is not None:
+        lam = w[3]
+        edge = 3646.0
+        cont_edge = p["llam3000"] * _continuum_shape(edge * ones, p)[:, 0]
+        hc_kt = 1.4387769e8 / 15000.0  # hc / (k T) in Å
+        planck = (edge / lam) ** 5 * np.expm1(hc_kt / edge) / np.expm1(hc_kt / lam)
+        depth = -np.expm1(-((lam / edge) ** 3)) / -np.expm1(-1.0)
+        step = 0.5 * (1 - np.tanh((lam - edge) / 20.0))
+        _Windows.add(total, w, (p["balmer_ratio"] * cont_edge)[:, None]
+                     * planck * depth * step)
     # host galaxy, only where it contributes
     ratio = _host_ratio(p)
     hosts = np.flatnonzero(ratio > 0)

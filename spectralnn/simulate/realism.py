@@ -75,7 +75,7 @@ _WINDOWS = np.array(
 _FEII_WINDOW = (4434.0, 4684.0)
 
 
-def quasar_features(spectra, z=None):
+def quasar_features(spectra, z=None, profile="double_gaussian"):
     """
     Measure the realism features of quasar spectra.
 
@@ -119,7 +119,7 @@ def quasar_features(spectra, z=None):
     batch.meta["z"] = z
     cont = continuum_powerlaw(batch, windows=_WINDOWS * u.AA, z=z, extrapolate=True)
     lines = measure_lines(batch, ["Hbeta", "[OIII]5007", "MgII"], z=z,
-                          continuum=cont, profile="gaussian")
+                          continuum=cont, profile=profile)
     out = QTable()
     out["z"] = z
     out["snr"] = batch.snr

@@ -1,0 +1,231 @@
+"""
+Hold-out accuracy and end-to-end throughput of the shipped MassEstimator.
+
+Reproduces the figures recorded in ``spectralnn/data/weights/mass-default.json``
+from the shipped weights:
+
+* **accuracy** on a simulated hold-out (a seed never used in training; by
+  default 10,000 quasars, z 0.1–4.8, masses as in the simulator default, S/N
+  per pixel log-uniform 2–30) against the noiseless catalogue-style virial
+  mass ``virial_log_mbh``: R², RMSE and bias overall, per virial line
+  (Hβ/Mg II/C IV) and per S/N bin; the bias in the lowest and highest deciles
+  of the true mass; the coverage of the 68 % intervals; and the same figures
+  for the package's own virial baseline
+  (`spectralnn.physics.virial_black_hole_mass`) on the same noisy spectra;
+* **multi-epoch**: RMSE of single epochs and of `MassEstimator.predict_epochs`
+  (inverse-variance pooling) against each object's mean virial mass;
+* **throughput**, end to end from the HDF5 dataset (read → preprocess →
+  predict → table) with and without the virial columns, the virial-baseline
+  path alone timed in the same run, and the FITS-file path separately.
+
+Run::
+
+    python benchmarks/bench_mass.py --data holdout.h5           # existing file
+    python benchmarks/bench_mass.py --simulate 10000 --seed 20260  # simulate it
+
+``--json out.json`` writes every number.
+"""
+
+import argparse
+import json
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SNR_BINS = (2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+def _stats(pred, true):
+    ok = np.isfinite(pred) & np.isfinite(true)
+    resid = pred[ok] - true[ok]
+    if ok.sum() < 2:
+        return {"n": int(ok.sum())}
+    return {
+        "n": int(ok.sum()),
+        "rmse": float(np.sqrt(np.mean(resid**2))),
+        "bias": float(np.mean(resid)),
+        "r2": float(1 - np.mean(resid**2) / np.var(true[ok])),
+        "nmad": float(1.4826 * np.median(np.abs(resid - np.median(resid)))),
+    }
+
+
+def accuracy(pred, err, true, line, snr):
+    """All hold-out figures of one set of predictions (a dict)."""
+    out = {"overall": _stats(pred, true)}
+    out["per_line"] = {name: _stats(pred[line == name], true[line == name])
+                       for name in ("Hbeta", "MgII", "CIV")}
+    out["per_snr"] = {}
+    for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:]):
+        sel = (snr >= lo) & (snr < hi)
+        out["per_snr"][f"{lo:g}-{hi:g}"] = _stats(pred[sel], true[sel])
+    lo, hi = np.nanpercentile(true, [10, 90])
+    out["edges"] = {"low_decile_bias": _stats(pred[true <= lo], true[true <= lo])["bias"],
+                    "high_decile_bias": _stats(pred[true >= hi], true[true >= hi])["bias"],
+                    "low_decile_max": float(lo), "high_decile_min": float(hi)}
+    if err is not None:
+        ok = np.isfinite(pred) & np.isfinite(err)
+        out["coverage_68"] = float(np.mean(np.abs(pred[ok] - true[ok]) < err[ok]))
+        out["coverage_95"] = float(np.mean(np.abs(pred[ok] - true[ok]) < 1.96 * err[ok]))
+        out["median_err"] = float(np.median(err[ok]))
+    out["fraction_with_value"] = float(np.mean(np.isfinite(pred)))
+    return out
+
+
+def _simulate(n, seed, path):
+    from spectralnn.datasets import DatasetWriter
+    from spectralnn.simulate import simulate_spectra
+
+    with DatasetWriter(path, overwrite=True, compression=None,
+                       provenance={"kind": "qso", "seed": seed}) as writer:
+        for batch in simulate_spectra("qso", n, seed=seed, chunk_size=2000,
+                                      z_range=(0.1, 4.8)):
+            writer.append(batch)
+
+
+def _read_all(path):
+    from spectralnn.datasets import SpectrumDataset
+
+    with SpectrumDataset(path) as ds:
+        return ds.read()
+
+
+def hold_out(est, path, n_virial):
+    """Accuracy of the network and of the virial baseline on a dataset."""
+    from astropy.cosmology import FlatLambdaCDM
+
+    from spectralnn.physics import virial_black_hole_mass
+
+    batch = _read_all(path)
+    meta = batch.meta
+    true = np.asarray(meta["virial_log_mbh"], dtype=float)
+    line = np.asarray(meta["virial_line"]).astype(str)
+    snr = np.asarray(meta["snr"], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = est.predict(batch)
+    pred = np.asarray(table["log_mbh"].value, dtype=float)
+    err = np.asarray(table["log_mbh_err"].value, dtype=float)
+    results = {"n": len(batch), "network": accuracy(pred, err, true, line, snr)}
+    # the baseline, in the simulator's cosmology, on the same noisy spectra
+    sub = batch[:n_virial] if n_virial < len(batch) else batch
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vt = virial_black_hole_mass(sub, cosmology=FlatLambdaCDM(H0=70, Om0=0.3))
+    t_vir = time.perf_counter() - t0
+    vm = np.asarray(vt["log_mbh"].value, dtype=float)
+    k = len(sub)
+    results["virial_baseline"] = accuracy(vm, None, true[:k], line[:k], snr[:k])
+    both = np.isfinite(vm)
+    results["network_where_virial_measured"] = _stats(pred[:k][both], true[:k][both])
+    results["virial_baseline_rate_per_s"] = k / t_vir
+    return results
+
+
+def multi_epoch(est, n_objects, n_epochs, seed):
+    """Single-epoch and pooled RMSE against each object's mean virial mass."""
+    from spectralnn.simulate import simulate_quasar_epochs
+
+    batch = simulate_quasar_epochs(n_objects, n_epochs, seed=seed, z_range=(0.1, 4.8))
+    truth = np.asarray(batch.meta["virial_log_mbh"], dtype=float).reshape(n_objects,
+                                                                           n_epochs)
+    obj_truth = truth.mean(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = np.asarray(est.predict(batch)["log_mbh"].value).reshape(n_objects,
+                                                                          n_epochs)
+        pooled = np.array([
+            est.predict_epochs(batch[i * n_epochs:(i + 1) * n_epochs])["log_mbh"][0].value
+            for i in range(n_objects)
+        ])
+    single_resid = single - obj_truth[:, None]
+    return {
+        "n_objects": n_objects, "n_epochs": n_epochs, "seed": seed,
+        "single_epoch_rmse": float(np.sqrt(np.nanmean(single_resid**2))),
+        "pooled_rmse": float(np.sqrt(np.nanmean((pooled - obj_truth) ** 2))),
+    }
+
+
+def throughput(est, path, n, fits_n):
+    """Spectra per second, end to end from the HDF5 file, and from FITS files."""
+    from spectralnn.datasets import SpectrumDataset
+    from spectralnn.physics import virial_black_hole_mass
+
+    out = {}
+    est_novir = type(est)(est.path, virial=False, batch_size=est.batch_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with SpectrumDataset(path) as ds:
+            n = min(n, len(ds))
+            est_novir.predict(ds.read(np.arange(256)))  # warm-up (imports, tracing)
+            t0 = time.perf_counter()
+            for batch in ds.iter_batches(2000, indices=np.arange(n)):
+                est_novir.predict(batch)
+            out["hdf5_network_per_s"] = n / (time.perf_counter() - t0)
+            nv = min(n, 2000)
+            t0 = time.perf_counter()
+            virial_black_hole_mass(ds.read(np.arange(nv)))
+            out["hdf5_virial_baseline_per_s"] = nv / (time.perf_counter() - t0)
+            out["n"] = n
+            # the FITS-file path: write SDSS-like files, then predict from paths
+            batch = ds.read(np.arange(fits_n))
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = []
+            for i in range(fits_n):
+                p = Path(tmp) / f"spec-{i:05d}.fits"
+                batch.to_spectrum(i).write(p, format="wcs1d-fits")
+                paths.append(str(p))
+            t0 = time.perf_counter()
+            est_novir.predict(paths, z=np.asarray(batch.meta["z"]))
+            out["fits_network_per_s"] = fits_n / (time.perf_counter() - t0)
+            out["fits_n"] = fits_n
+    return out
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", help="hold-out HDF5 dataset of simulated quasars")
+    parser.add_argument("--simulate", type=int, default=10000,
+                        help="simulate this many quasars when --data is absent")
+    parser.add_argument("--seed", type=int, default=20260, help="hold-out seed")
+    parser.add_argument("--model", default="default", help="model to evaluate")
+    parser.add_argument("--n-virial", type=int, default=2000,
+                        help="spectra measured with the virial baseline")
+    parser.add_argument("--epochs-objects", type=int, default=300)
+    parser.add_argument("--fits-n", type=int, default=300)
+    parser.add_argument("--skip", nargs="*", default=(),
+                        choices=("holdout", "epochs", "throughput"))
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+
+    from spectralnn.estimators import MassEstimator
+
+    est = MassEstimator(args.model)
+    data = args.data
+    tmp = None
+    if data is None:
+        tmp = tempfile.TemporaryDirectory()
+        data = str(Path(tmp.name) / "holdout.h5")
+        _simulate(args.simulate, args.seed, data)
+    results = {"model": est.metadata["name"], "sha256": est.metadata["sha256"],
+               "data": str(args.data or f"simulated n={args.simulate} seed={args.seed}")}
+    if "holdout" not in args.skip:
+        results["holdout"] = hold_out(est, data, args.n_virial)
+    if "epochs" not in args.skip:
+        results["multi_epoch"] = multi_epoch(est, args.epochs_objects, 4, args.seed + 1)
+    if "throughput" not in args.skip:
+        results["throughput"] = throughput(est, data, 10000, args.fits_n)
+    text = json.dumps(results, indent=2)
+    print(text)  # noqa: T201 - a script's report
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    if tmp is not None:
+        tmp.cleanup()
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Realism of simulated quasars against real SDSS/BOSS spectra (issue 4)."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from spectralnn.io import read_spectra
+from spectralnn.simulate import simulate_quasars
+from spectralnn.simulate.realism import (
+    classifier_auc,
+    compare_distributions,
+    match_by_z_snr,
+    quasar_features,
+    roc_auc,
+)
+
+#: Quantities whose median is not yet within 25 % (known gaps of the simulator,
+#: documented in docs/simulator.rst); their spreads are still asserted.
+KNOWN_MEDIAN_GAPS = {"Hbeta_fwhm", "Hbeta_ew", "MgII_fwhm", "OIII_5007_ew", "r_feii"}
+#: Quantities whose 16-84 % range is not yet within a factor 1.5.
+KNOWN_SPREAD_GAPS = {"Hbeta_fwhm"}
+
+
+def _real_quasars(root):
+    """One epoch (the highest-S/N one) per object of the low-z AGN + RM017 sets."""
+    rows = list(csv.DictReader(open(root / "spectra_index.csv")))
+    best = {}
+    for r in rows:
+        if not ("lowz_broadline_agn" in r["path"] or "rm017" in r["path"]):
+            continue
+        # MANIFEST: drop wrong pipeline redshifts and the z ~ 1.92 outlier
+        if "Z_SUSPECT" in r["flags"] or float(r["label_z"]) > 1.0:
+            continue
+        key = r["object_id"]
+        if key not in best or float(r["median_snr"]) > float(best[key]["median_snr"]):
+            best[key] = r
+    return read_spectra([str(root / r["path"]) for r in best.values()])
+
+
+@pytest.mark.slow
+def test_simulated_quasars_match_real(real_data):
+    real = quasar_features(_real_quasars(real_data))
+    assert len(real) > 60
+    sim_batch = simulate_quasars(1200, seed=2024, z_range=(0.03, 0.75),
+                                 snr_range=(5.0, 60.0))
+    sim = quasar_features(sim_batch)
+    idx = match_by_z_snr(real, sim, k=5)
+    matched = sim[idx[idx >= 0]]
+    # the matching worked: z and S/N agree closely
+    assert abs(np.median(matched["z"]) - np.median(real["z"])) < 0.05
+    cmp = compare_distributions(real, matched)
+    for row in cmp:
+        name = row["quantity"]
+        assert row["n_real"] >= 25 and row["n_sim"] >= 150, name
+        if name not in KNOWN_MEDIAN_GAPS:
+            assert row["median_ok"], f"{name}: medians differ by {row['median_rel_diff']:.2f}"
+        if name not in KNOWN_SPREAD_GAPS:
+            assert row["spread_ok"], f"{name}: spread ratio {row['spread_ratio']:.2f}"
+    # a logistic regression on the measured features separates the samples
+    # imperfectly; guard against regressions (measured 0.87 at the time of
+    # writing; a simulator with broken physics gives > 0.95)
+    cols = ["continuum_slope", "Hbeta_fwhm", "Hbeta_ew", "OIII_5007_ew", "r_feii"]
+    x_real = np.column_stack([np.asarray(getattr(real[c], "value", real[c])) for c in cols])
+    x_sim = np.column_stack([np.asarray(getattr(matched[c], "value", matched[c]))
+                             for c in cols])
+    auc, _ = classifier_auc(x_real, x_sim, folds=5)
+    assert 0.5 <= auc < 0.93
+
+
+def test_compare_distributions_detects_shift():
+    rng = np.random.default_rng(3)
+    a = {"x": rng.normal(10.0, 1.0, 500)}
+    from astropy.table import QTable
+
+    same = compare_distributions(QTable(a), QTable({"x": rng.normal(10.0, 1.0, 500)}),
+                                 ["x"])[0]
+    shifted = compare_distributions(QTable(a), QTable({"x": rng.normal(14.0, 2.0, 500)}),
+                                    ["x"])[0]
+    assert same["median_ok"] and same["spread_ok"]
+    assert not shifted["median_ok"] and not shifted["spread_ok"]
+    # spread ratio of N(., 2) to N(., 1) is 2 within sampling noise (~5 %)
+    assert shifted["spread_ratio"] == pytest.approx(2.0, rel=0.15)
+
+
+def test_classifier_auc_separates_and_not():
+    rng = np.random.default_rng(4)
+    a = rng.normal(0, 1, (300, 3))
+    auc0, _ = classifier_auc(a, rng.normal(0, 1, (300, 3)))
+    # one feature shifted by 2 sigma: AUC = Phi(2 / sqrt(2)) = 0.92
+    b = rng.normal(0, 1, (300, 3))
+    b[:, 1] += 2.0
+    auc1, coef = classifier_auc(a, b)
+    assert abs(auc0 - 0.5) < 0.08
+    assert auc1 == pytest.approx(0.921, abs=0.04)
+    assert np.argmax(np.abs(coef)) == 1 and coef[1] < 0
+    assert roc_auc([1, 2, 3, 4], [0, 0, 1, 1]) == 1.0
+
+
+def test_match_by_z_snr_without_replacement():
+    from astropy.table import Table
+
+    real = Table({"z": [0.3, 0.3], "snr": [10.0, 10.0]})
+    sim = Table({"z": [0.3, 0.31, 0.9], "snr": [10.0, 11.0, 50.0]})
+    idx = match_by_z_snr(real, sim, k=1)
+    assert sorted(idx.ravel().tolist()) == [0, 1]
+
+
+def test_quasar_features_recover_truth():
+    b = simulate_quasars(20, seed=9, z_range=(0.3, 0.6), snr_range=(40.0, 60.0),
+                         bal_fraction=0.0)
+    t = quasar_features(b)
+    true = b.meta["fwhm_hbeta"].value
+    ratio = t["Hbeta_fwhm"].value / true
+    # double-Gaussian fits at S/N 40-60 recover the input FWHM to ~10 %
+    # (Fe II blends and the narrow component add scatter)
+    assert np.nanmedian(np.abs(ratio - 1)) < 0.15
