@@ -19,7 +19,14 @@ from ..errors import SpectrumFileError
 from ..logger import log
 from ._fits import file_errors, open_fits, path_name, source_name
 
-__all__ = ["read_sdss", "is_sdss_spec", "SDSS_BANDS", "EXTINCTION_COEFFICIENTS"]
+__all__ = [
+    "read_sdss",
+    "is_sdss_spec",
+    "SDSS_BANDS",
+    "EXTINCTION_COEFFICIENTS",
+    "BAD_PIXEL_BITS",
+    "BAD_PIXEL_MASK",
+]
 
 #: The five SDSS imaging bands, in the order of every 5-vector column.
 SDSS_BANDS = ("u", "g", "r", "i", "z")
@@ -47,6 +54,26 @@ _PHOTOMETRY_ERRORS = {
 }
 
 _LOADER = "SDSS-III/IV spec"
+
+#: SDSS spectroscopic pixel-mask bits (SPPIXMASK) that mean the pixel's data
+#: are bad. The others (MANYBADCOLUMNS 4, MANYREJECTED 5, NEARBADPIXEL 16,
+#: LOWFLAT 17, PARTIALREJECT 19, SCATTEREDLIGHT 20, CROSSTALK 21,
+#: REDMONSTER 28, ...) are informational: legacy spectra carry some of them
+#: over whole CCD halves whose pixels are fine.
+BAD_PIXEL_BITS = {
+    "NOPLUG": 0,
+    "BADTRACE": 1,
+    "BADFLAT": 2,
+    "BADARC": 3,
+    "FULLREJECT": 18,
+    "NOSKY": 22,
+    "BRIGHTSKY": 23,
+    "NODATA": 24,
+    "COMBINEREJ": 25,
+    "BADFLUXFACTOR": 26,
+    "BADSKYCHI": 27,
+}
+BAD_PIXEL_MASK = sum(1 << bit for bit in BAD_PIXEL_BITS.values())
 
 
 def is_sdss_spec(hdul):
@@ -247,14 +274,19 @@ def _read_sdss_hdul(hdul, path):
             warnings.filterwarnings("ignore", ".*multiple slashes", u.UnitsWarning)
             spectrum = Spectrum.read(hdul, format=_LOADER)
         exact = _exact_log_grid(hdul)
-        if exact is not None:
-            spectrum = Spectrum(
-                flux=spectrum.flux,
-                spectral_axis=10.0**exact * u.AA,
-                uncertainty=spectrum.uncertainty,
-                mask=spectrum.mask,
-                meta=spectrum.meta,
-            )
+        coadd = hdul[1].data
+        and_mask = np.asarray(coadd["and_mask"]).astype(np.int64)
+        mask = (and_mask & BAD_PIXEL_MASK) != 0
+        spectrum = Spectrum(
+            flux=spectrum.flux,
+            spectral_axis=(
+                10.0**exact * u.AA if exact is not None else spectrum.spectral_axis
+            ),
+            uncertainty=spectrum.uncertainty,
+            mask=mask,
+            meta=spectrum.meta,
+        )
+        spectrum.meta["and_mask"] = and_mask
         spectrum.meta.update(_sdss_meta(hdul, path))
     log.debug("read %s (%s)", path, spectrum.meta.get("object_id", "?"))
     return spectrum
@@ -267,9 +299,13 @@ def read_sdss(path):
     The flux, inverse variance and mask come from specutils' loader
     (``Spectrum.read(path, format="SDSS-III/IV spec")``): flux in
     1e-17 erg s⁻¹ cm⁻² Å⁻¹ on the vacuum wavelength grid ``10**loglam``,
-    `~astropy.nddata.InverseVariance` uncertainty, and ``mask = and_mask != 0``.
-    Pixels with zero inverse variance are not masked by that loader; they
-    carry no weight anyway. The wavelengths are recomputed in float64 from the
+    `~astropy.nddata.InverseVariance` uncertainty. The mask is True where
+    ``and_mask`` has one of the `BAD_PIXEL_BITS` set (specutils' loader masks
+    every non-zero ``and_mask``, which in SDSS-legacy spectra hides whole CCD
+    halves flagged only with informational bits such as MANYBADCOLUMNS or
+    NEARBADPIXEL); the full ``and_mask`` stays in ``meta['and_mask']`` for
+    users who want to be stricter. Pixels with zero inverse variance carry no
+    weight anyway. The wavelengths are recomputed in float64 from the
     header's ``COEFF0 + COEFF1 * i`` (when that reproduces the float32
     ``loglam`` column), so spectra from different plates fall on exactly one
     log-λ grid and `~spectralnn.SpectrumBatch.from_spectra` aligns them

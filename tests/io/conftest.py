@@ -16,7 +16,8 @@ def make_sdss_file(
     flux = 5.0 + rng.normal(0, 0.5, n_pix)
     ivar = np.full(n_pix, 4.0)
     and_mask = np.zeros(n_pix, dtype=np.int32)
-    and_mask[10:15] = 1 << 4
+    and_mask[10:15] = 1 << 4  # MANYBADCOLUMNS: informational
+    and_mask[20:23] = 1 << 24  # NODATA: bad
     primary = fits.PrimaryHDU()
     primary.header.update(
         TELESCOP="SDSS 2.5-M",

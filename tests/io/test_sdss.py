@@ -10,7 +10,7 @@ from astropy.tests.helper import assert_quantity_allclose
 from spectralnn.batch import FLUX_UNIT
 from spectralnn.errors import SpectrumFileError
 from spectralnn.io import read_sdss
-from spectralnn.io.sdss import EXTINCTION_COEFFICIENTS, _ebv_from_extinction
+from spectralnn.io.sdss import BAD_PIXEL_MASK, EXTINCTION_COEFFICIENTS, _ebv_from_extinction
 
 
 def test_synthetic_spectrum_and_labels(sdss_file):
@@ -26,7 +26,9 @@ def test_synthetic_spectrum_and_labels(sdss_file):
     np.testing.assert_allclose(spec.flux.value, flux, rtol=1e-6)
     assert isinstance(spec.uncertainty, InverseVariance)
     np.testing.assert_allclose(spec.uncertainty.array, ivar)
-    np.testing.assert_array_equal(spec.mask, and_mask != 0)
+    # bit 4 (MANYBADCOLUMNS) is informational: not masked, but kept in meta
+    np.testing.assert_array_equal(spec.mask, (and_mask & BAD_PIXEL_MASK) != 0)
+    np.testing.assert_array_equal(spec.meta["and_mask"], and_mask)
     meta = spec.meta
     assert meta["z"] == pytest.approx(0.5, rel=1e-6)
     assert meta["z_err"] == pytest.approx(1e-4, rel=1e-6)
@@ -87,7 +89,8 @@ def test_spectrum_enters_a_batch_with_its_labels(sdss_file):
     assert row["object_id"] == "SDSS_1234-55555-12"
     assert row["z"] == pytest.approx(0.5, rel=1e-6)
     assert (row["ra"], row["dec"]) == (10.5, 20.5)
-    assert batch.mask[0, 10:15].all() and not batch.mask[0, 20]
+    assert batch.mask[0, 20:23].all() and not batch.mask[0, 10:15].any()
+    assert (batch.ivar[0, 20:23] == 0).all()
 
 
 def test_real_files_match_the_index(real_data, sdss_index):
@@ -122,7 +125,7 @@ def test_real_ivar_and_mask_carried(real_data):
     with fits.open(path) as hdul:
         coadd = hdul[1].data
         np.testing.assert_array_equal(spec.uncertainty.array, coadd["ivar"])
-        np.testing.assert_array_equal(spec.mask, coadd["and_mask"] != 0)
+        np.testing.assert_array_equal(spec.mask, (coadd["and_mask"] & BAD_PIXEL_MASK) != 0)
     snr = np.median(
         (spec.flux.value * np.sqrt(spec.uncertainty.array))[spec.uncertainty.array > 0]
     )

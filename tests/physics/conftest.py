@@ -6,19 +6,11 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
-from astropy.io import fits
 from astropy.table import Table
 
 from spectralnn import SpectrumBatch
-from spectralnn.batch import FLUX_UNIT, concatenate
-
-#: SDSS SPPIXMASK bits that make a pixel unusable: NOPLUG (0), BADTRACE (1),
-#: BADFLAT (2), BADARC (3), FULLREJECT (18), NOSKY (22), BRIGHTSKY (23),
-#: NODATA (24), COMBINEREJ (25), BADFLUXFACTOR (26), BADSKYCHI (27). The
-#: informational bits (e.g. MANYBADCOLUMNS = 4, NEARBADPIXEL = 16, LOWFLAT =
-#: 17, SCATTEREDLIGHT = 20) are set over whole CCD halves of some legacy
-#: spectra whose pixels are fine (positive ivar), so they are not used.
-_SERIOUS = sum(1 << b for b in (0, 1, 2, 3, 18, 22, 23, 24, 25, 26, 27))
+from spectralnn.batch import concatenate
+from spectralnn.io import read_sdss
 
 _NAME = re.compile(
     r"J(\d{2})(\d{2})(\d{2}(?:\.\d+)?)([+-])(\d{2})(\d{2})(\d{2}(?:\.\d+)?)"
@@ -42,21 +34,8 @@ def parse_j2000(names):
 
 
 def read_sdss_spec(path, z):
-    """One SDSS spec file as a batch (10**loglam, flux, ivar, serious and_mask bits)."""
-    with fits.open(path) as hdul:
-        coadd = hdul[1].data
-        wave = 10.0 ** np.asarray(coadd["loglam"], dtype=np.float64)
-        flux = np.asarray(coadd["flux"], dtype=np.float64)
-        ivar = np.asarray(coadd["ivar"], dtype=np.float64)
-        mask = (np.asarray(coadd["and_mask"]) & _SERIOUS) != 0
-    return SpectrumBatch(
-        wave * u.AA,
-        flux,
-        ivar=ivar,
-        mask=mask,
-        meta={"z": float(z)},
-        flux_unit=FLUX_UNIT,
-    )
+    """One SDSS spec file as a batch, read by `spectralnn.io.read_sdss`, at redshift z."""
+    return SpectrumBatch.from_spectrum(read_sdss(path), meta={"z": float(z)})
 
 
 @pytest.fixture(scope="session")

@@ -177,7 +177,8 @@ def test_optical_feii_is_fitted_under_hbeta():
     t = virial_black_hole_mass(batch, z=z, host_correction=False)
     assert t["flags"][0] == 0
     # S/N 100 per pixel: the Fe II blend no longer widens the broad line or
-    # lifts the continuum (measured: FWHM within 1%, L5100 within 0.01 dex)
+    # lifts the continuum (measured: FWHM +0.8%, L5100 -0.002 dex; a fit
+    # without the Fe II term gives -15% and +0.07 dex)
     assert abs(t["fwhm"][0].value / 4000.0 - 1) < 0.03
     true_l = monochromatic_luminosity(20.0 * FLUX_UNIT, 5100 * u.AA, z)
     true_log_l = np.log10(np.ravel(true_l.to_value(u.erg / u.s))[0])
