@@ -95,7 +95,8 @@ def mask_outside(batch, region):
     for lo, hi in region_bounds(region):
         inside |= (wave >= lo) & (wave <= hi)
     outside = ~inside
-    return batch.copy(mask=batch.mask | outside, ivar=np.where(outside, 0.0, batch.ivar))
+    ivar = np.where(outside, 0.0, batch.ivar)
+    return batch.copy(mask=batch.mask | outside, ivar=ivar)
 
 
 def attach_uncertainty(value, error, unit, error_unit):

@@ -75,11 +75,20 @@ def main(argv=None):
     parser = _build_parser()
     args = parser.parse_args(argv)
     level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    if not log.handlers or all(isinstance(h, logging.NullHandler) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        log.addHandler(handler)
+    # one handler per call, on the stderr of this call (tests capture it)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    previous_level = log.level
+    log.addHandler(handler)
     log.setLevel(level)
+    try:
+        return _run(parser, args)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+
+
+def _run(parser, args):
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 0

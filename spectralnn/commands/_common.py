@@ -32,7 +32,8 @@ def add_io_arguments(parser, *, batch_size=256):
     parser.add_argument("-o", "--output", required=True,
                         help="output table (.ecsv or .fits)")
     parser.add_argument("--format", choices=tuple(TABLE_FORMATS), default=None,
-                        help="output format (default: from the output suffix, else ecsv)")
+                        help="output format (default: from the output suffix, "
+                             "else ecsv)")
     parser.add_argument("--z", type=float, default=None,
                         help="redshift of every spectrum (default: each file's own)")
     parser.add_argument("--batch-size", type=int, default=batch_size,
@@ -56,7 +57,9 @@ def output_format(args):
     if args.format is not None:
         return TABLE_FORMATS[args.format]
     suffix = Path(args.output).suffix.lower()
-    return TABLE_FORMATS["fits"] if suffix in (".fits", ".fit", ".fts") else "ascii.ecsv"
+    if suffix in (".fits", ".fit", ".fts"):
+        return TABLE_FORMATS["fits"]
+    return TABLE_FORMATS["ecsv"]
 
 
 def iter_file_batches(files, batch_size):
