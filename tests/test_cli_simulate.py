@@ -31,3 +31,15 @@ def test_simulate_refuses_existing(tmp_path):
                  "--overwrite"]) == 0
     with SpectrumDataset(out) as ds:
         assert np.all(np.isfinite(ds.read().flux))
+
+
+def test_simulate_processes_same_file_contents(tmp_path):
+    base = ["simulate", "--kind", "mixed", "--n", "7", "--seed", "5", "--chunk-size", "3"]
+    one, two = tmp_path / "one.h5", tmp_path / "two.h5"
+    assert main(base + ["-o", str(one)]) == 0
+    assert main(base + ["-o", str(two), "--processes", "2"]) == 0
+    with SpectrumDataset(one) as a, SpectrumDataset(two) as b:
+        x, y = a.read(), b.read()
+    assert x.flux.tobytes() == y.flux.tobytes() and x.ivar.tobytes() == y.ivar.tobytes()
+    assert x.meta["class"].tolist() == y.meta["class"].tolist()
+    assert main(base + ["-o", str(tmp_path / "bad.h5"), "--processes", "0"]) == 1

@@ -28,6 +28,9 @@ def add_arguments(parser):
                         help="survey grid and instrument: SDSS, BOSS, DESI, 4MOST")
     parser.add_argument("--chunk-size", type=int, default=1000,
                         help="spectra generated and written at a time (default: 1000)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="worker processes (default: 1); the output is identical "
+                             "whatever the number")
     parser.add_argument("--noiseless", action="store_true",
                         help="write the noiseless models (no instrument)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
@@ -64,6 +67,10 @@ def run(args):
     if args.n < 1:
         log.error("--n must be positive, got %d", args.n)
         return 1
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        log.error("--processes must be positive, got %d", processes)
+        return 1
     provenance = {
         "generator": f"spectralnn.simulate.simulate_spectra (spectralnn {__version__})",
         "kind": args.kind,
@@ -74,7 +81,8 @@ def run(args):
                    f"--seed {args.seed} --survey {args.survey}",
     }
     chunks = simulate_spectra(args.kind, args.n, seed=args.seed, survey=args.survey,
-                              chunk_size=args.chunk_size, noiseless=args.noiseless)
+                              chunk_size=args.chunk_size, noiseless=args.noiseless,
+                              processes=processes)
     bar = _progress(args.n)
     done = 0
     try:

@@ -190,7 +190,7 @@ def _chunk(kind, seed, start, stop, *, survey, noiseless, fractions, kwargs):
 
 
 def simulate_spectra(kind, n, *, seed=None, survey="SDSS", chunk_size=1000,
-                     noiseless=False, fractions=None, **kwargs):
+                     noiseless=False, fractions=None, processes=1, **kwargs):
     """
     Simulate ``n`` spectra in chunks, deterministically for a seed.
 
@@ -214,6 +214,11 @@ def simulate_spectra(kind, n, *, seed=None, survey="SDSS", chunk_size=1000,
     fractions : dict, optional
         For ``kind='mixed'``: fraction of each kind, e.g.
         ``{'qso': 0.4, 'galaxy': 0.4, 'star': 0.2}`` (the default).
+    processes : int, optional
+        Worker processes that simulate chunks in parallel (default 1: in this
+        process). Every object draws from its own seed, so the chunks are
+        byte-identical to the serial ones and come in the same order; at most
+        ``2 * processes`` chunks are held at a time.
     **kwargs
         Passed to the simulator of ``kind`` (e.g. ``z_range``); for
         ``'mixed'``, a dict per kind (``galaxy={'z_range': (0, 0.3)}``).
@@ -227,7 +232,8 @@ def simulate_spectra(kind, n, *, seed=None, survey="SDSS", chunk_size=1000,
     Raises
     ------
     ValueError
-        If ``kind``, ``n``, ``chunk_size`` or ``seed`` is invalid.
+        If ``kind``, ``n``, ``chunk_size``, ``processes`` or ``seed`` is
+        invalid.
     NotImplementedError
         If ``kind='qso'`` and the quasar simulator is not available.
 
@@ -254,14 +260,51 @@ def simulate_spectra(kind, n, *, seed=None, survey="SDSS", chunk_size=1000,
                 "fractions must map some of 'qso', 'galaxy', 'star' to non-negative "
                 f"numbers with a positive sum, got {fractions}"
             )
+    if int(processes) != processes or processes < 1:
+        raise ValueError(f"processes must be a positive integer, got {processes}")
+    if int(processes) > 1:
+        return _generate_parallel(kind, int(n), seed, survey, int(chunk_size), noiseless,
+                                  fractions, kwargs, int(processes))
     return _generate(kind, int(n), seed, survey, int(chunk_size), noiseless, fractions,
                      kwargs)
 
 
-def _generate(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs):
+def _one_chunk(args):
+    """Simulate objects [start, stop) of a run (a worker-process task)."""
+    kind, seed, start, stop, survey, noiseless, fractions, kwargs = args
+    batch = _chunk(kind, seed, start, stop, survey=survey, noiseless=noiseless,
+                   fractions=fractions, kwargs=kwargs)
+    batch.meta["seed"] = np.full(len(batch), seed, dtype=np.int64)
+    return batch
+
+
+def _tasks(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs):
     for start in range(0, n, chunk_size):
-        stop = min(n, start + chunk_size)
-        batch = _chunk(kind, seed, start, stop, survey=survey, noiseless=noiseless,
-                       fractions=fractions, kwargs=kwargs)
-        batch.meta["seed"] = np.full(len(batch), seed, dtype=np.int64)
-        yield batch
+        yield (kind, seed, start, min(n, start + chunk_size), survey, noiseless,
+               fractions, kwargs)
+
+
+def _generate(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs):
+    for task in _tasks(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs):
+        yield _one_chunk(task)
+
+
+def _generate_parallel(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs,
+                       processes):
+    """Chunks from a pool of worker processes, in order, a bounded number ahead."""
+    import multiprocessing
+    from collections import deque
+
+    tasks = _tasks(kind, n, seed, survey, chunk_size, noiseless, fractions, kwargs)
+    # not fork: numpy's BLAS threads make forking a multi-threaded process
+    # unsafe (and Python warns about it)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    with ctx.Pool(processes) as pool:
+        pending = deque()
+        for task in tasks:
+            pending.append(pool.apply_async(_one_chunk, (task,)))
+            if len(pending) >= 2 * processes:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

@@ -15,8 +15,11 @@ Physics and sources:
   ``8.55 + 1.2 log10((1+z)/2.65)`` and width 0.40 dex. With the 0.15 dex
   scatter of the virial widths this reproduces the DR16Q single-epoch masses
   at 1.46 < z < 1.80 (Chen et al. 2019 subset: mean 8.56, σ 0.43).
-* **Eddington ratios**: log λ_Edd ~ N(-1.0, 0.35) truncated to [-2.5, 0.5]
-  (SDSS DR7, Shen et al. 2011, ApJS 194, 45); L_bol = λ_Edd 1.26e38 M erg/s.
+* **Eddington ratios**: log λ_Edd ~ N(μ(z), 0.4) truncated to [-3, 0.5],
+  μ(z) = -1.0 + 1.5 log10((1+z)/2.65) clipped to [-1.7, -0.8]: the 0.4 dex
+  width of Shen et al. (2008, ApJ 680, 169) and lower rates at low z
+  (Schulze & Wisotzki 2010, A&A 516, A87; Kelly & Shen 2013, ApJ 764, 45);
+  L_bol = λ_Edd 1.26e38 M erg/s.
 * **Continuum**: f_ν ∝ ν^α, α = -0.44 ± 0.3 redward of a break drawn in
   1000–1200 Å (Vanden Berk et al. 2001, AJ 122, 549), α = -1.7 ± 0.3 blueward
   (Telfer et al. 2002, ApJ 565, 773); normalised to λL3000 = L_bol / 5.15
@@ -24,10 +27,12 @@ Physics and sources:
   truth λL1350, λL3000, λL5100 are those of this (quasar-only) continuum.
 * **Host galaxy**: an old stellar population (analytic: 4000 Å break, Ca II
   H&K, G band, Mg b, Na D) whose 5100 Å flux relative to the quasar follows
-  Shen et al. (2011, eq. 1), 0 above λL5100 = 1.1e45 erg/s.
-* **Broad lines**: two Gaussians of common centre (core σ and wing k σ,
-  k ∈ [1.8, 3], wing flux fraction 0.15–0.5) scaled so the profile's FWHM is
-  the target. Target FWHMs invert the calibrations Hβ VP06, Mg II S11, C IV
+  Shen et al. (2011, eq. 1) evaluated at the total λL5100, 0 above
+  λL5100 = 1.1e45 erg/s.
+* **Broad lines**: two Gaussians (core σ and base k σ, k ∈ [1.8, 3], base
+  flux fraction 0.15–0.5) with independent offsets (core 0.25 σ scatter,
+  base redshifted by 0.4 ± 0.6 σ: Population B red asymmetry, Marziani et al.
+  2009, A&A 495, 83), scaled so the profile's FWHM is the target. Target FWHMs invert the calibrations Hβ VP06, Mg II S11, C IV
   VP06 (`spectralnn.physics.VIRIAL_CALIBRATIONS`) with an intrinsic scatter
   ``width_scatter`` (default 0.15 dex in log FWHM²); Hα has 0.9 × FWHM(Hβ)
   (Greene & Ho 2005), the other Balmer and He lines the Hβ width, Lyα, N V,
@@ -39,11 +44,13 @@ Physics and sources:
   wavelengths (C IV: lab 1549.06 Å blueshifted by a lognormal velocity of
   median 560 km/s, whose composite peak is 1546.2 Å as in Vanden Berk et al.).
 * **Narrow lines**: [O II], [Ne V], [Ne III], [O III], [O I], [N II], [S II],
-  narrow Hβ and Hα, FWHM ~ 450 km/s; [O III] anticorrelates with optical Fe II
-  (Eigenvector 1, Boroson & Green 1992).
+  narrow Hβ and Hα, FWHM ~ 450 km/s; log EW([O III]) falls by 0.5 per dex of
+  λ_Edd (Eigenvector 1, Boroson & Green 1992; Shen & Ho 2014, Nature 513,
+  210), 0.45 dex scatter. Broad Hβ EW 85 Å (against the quasar continuum).
 * **Fe II**: `spectralnn.simulate.feii` pseudo-continua broadened to the
   Mg II (UV) and Hβ (optical) widths, EW(UV, 2200–3090 Å) ~ 60 Å × 0.2 dex,
-  R_FeII = EW(Fe II 4434–4684)/EW(Hβ) ~ 0.5 × 0.25 dex.
+  R_FeII = EW(Fe II 4434–4684)/EW(Hβ) = 0.4 × 10^(0.7 (log λ_Edd + 1)) ×
+  0.2 dex (Eigenvector 1 driven by the Eddington ratio, Shen & Ho 2014).
 * **Forest, absorbers, BALs**: `spectralnn.simulate.forest`,
   `spectralnn.simulate.absorbers`, `spectralnn.simulate.bal`; BAL fraction
   ``bal_fraction`` (default 0.12), 15 % of them with Mg II troughs.
@@ -98,7 +105,7 @@ QUASAR_LINES = {
     "Hdelta": (4102.89, 5.0, 0.0, "Hbeta", 1.0),
     "Hgamma": (4341.68, 13.0, 0.0, "Hbeta", 1.0),
     "HeII4686": (4687.02, 2.0, 0.0, "Hbeta", 1.0),
-    "Hbeta": (4862.68, 60.0, 0.0, "Hbeta", 1.0),
+    "Hbeta": (4862.68, 85.0, 0.0, "Hbeta", 1.0),
     "HeI5876": (5877.25, 6.0, 0.0, "Hbeta", 1.0),
     "Halpha": (6564.93, 195.0, 0.0, "Hbeta", 0.9),
     # narrow
@@ -107,8 +114,8 @@ QUASAR_LINES = {
     "[OII]3729": (3729.88, 0.9, 0.0, "narrow", 1.0),
     "[NeIII]3869": (3869.86, 1.4, 0.0, "narrow", 1.0),
     "Hbeta_n": (4862.68, 2.0, 0.0, "narrow", 1.0),
-    "[OIII]4959": (4960.30, 18.0 / 2.98, 0.0, "narrow", 1.0),
-    "[OIII]5007": (5008.24, 18.0, 0.0, "narrow", 1.0),
+    "[OIII]4959": (4960.30, 22.0 / 2.98, 0.0, "narrow", 1.0),
+    "[OIII]5007": (5008.24, 22.0, 0.0, "narrow", 1.0),
     "[OI]6300": (6302.05, 1.5, 0.0, "narrow", 1.0),
     "[NII]6548": (6549.86, 2.0, 0.0, "narrow", 1.0),
     "Halpha_n": (6564.61, 10.0, 0.0, "narrow", 1.0),
@@ -160,7 +167,7 @@ _DRAWS = (
     ]
     + [f"w_{line}" for line in _VIRIAL_LINES]
     + [f"ew_{name}" for name in _LINE_NAMES]
-    + ["balmer"]
+    + ["balmer", "core_shift", "wing_shift"]
 )
 _N_DRAWS = len(_DRAWS)
 _N_ABS = n_uniforms(_MAX_DLA, _MAX_LLS, _MAX_METAL)
@@ -192,6 +199,11 @@ def _truncnorm(u, mean, sigma, lo, hi):
 
 
 # ------------------------------------------------------------------- parameters
+def _edd_mean(z):
+    """Mean log Eddington ratio at redshift z (lower at low z: downsizing)."""
+    return np.clip(-1.0 + 1.5 * np.log10((1 + z) / 2.65), -1.7, -0.8)
+
+
 def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
     """Physical parameters of N quasars from their (N, _N_DRAWS) uniforms."""
     d = {name: uni[:, i] for i, name in enumerate(_DRAWS)}
@@ -201,7 +213,7 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
     p["log_mbh"] = _truncnorm(
         d["mbh"], 8.55 + 1.2 * np.log10((1 + z) / 2.65), 0.40, 6.5, 10.5
     )
-    p["log_edd_ratio"] = _truncnorm(d["edd"], -1.0, 0.35, -2.5, 0.5)
+    p["log_edd_ratio"] = _truncnorm(d["edd"], _edd_mean(z), 0.4, -3.0, 0.5)
     if snr_range is not None:
         lo, hi = np.log(snr_range[0]), np.log(snr_range[1])
         p["snr"] = np.exp(lo + d["snr"] * (hi - lo))
@@ -211,10 +223,19 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
     p["break_wave"] = 1000.0 + 200.0 * d["break"]
     p["profile_k"] = 1.8 + 1.2 * d["k"]
     p["profile_wing"] = 0.15 + 0.35 * d["r"]
+    # velocity offsets of the two broad components, in units of the core σ:
+    # the core scatters about the systemic velocity, the broad base is
+    # mostly redshifted (red asymmetry of Population B Hβ; Marziani et al.
+    # 2009, A&A 495, 83; Zamfir et al. 2010, MNRAS 403, 1759)
+    p["core_shift"] = 0.25 * _gaussian(d["core_shift"])
+    p["wing_shift"] = 0.4 + 0.6 * _gaussian(d["wing_shift"])
     p["civ_blueshift"] = 10 ** (np.log10(560.0) + 0.25 * _gaussian(d["civ_shift"]))
     p["feii_uv_ew"] = 60.0 * 10 ** (0.2 * _gaussian(d["feii_uv"]))
+    # Eigenvector 1: optical Fe II rises and [O III] falls with the Eddington
+    # ratio (Boroson & Green 1992; Shen & Ho 2014, Nature 513, 210)
     ev1 = _gaussian(d["feii_opt"])
-    p["r_feii"] = 0.5 * 10 ** (0.25 * ev1)
+    drive = p["log_edd_ratio"] + 1.0
+    p["r_feii"] = np.clip(0.4 * 10 ** (0.7 * drive + 0.2 * ev1), 0.01, 3.0)
     p["fwhm_narrow"] = 450.0 * 10 ** (0.1 * _gaussian(d["narrow_w"]))
     is_bal = d["bal"] < bal_fraction
     p["bal"] = is_bal
@@ -231,7 +252,9 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
     # [O III] EWs spread over ~0.4 dex (Shen et al. 2011 DR7 catalogue);
     # Eigenvector 1: strong optical Fe II, weak [O III]
     for name in _OIII:
-        p["ew_eps"][name] = 2.0 * p["ew_eps"]["[OIII]5007"] - 0.4 * ev1
+        p["ew_eps"][name] = (
+            2.25 * p["ew_eps"]["[OIII]5007"] - 0.5 * drive - 0.15 * ev1
+        )
     # Balmer continuum at the edge relative to the power law (Dietrich et al.
     # 2002, ApJ 581, 912: typically 0.1-0.5)
     p["balmer_ratio"] = 0.25 * 10 ** (0.15 * _gaussian(d["balmer"]))
@@ -276,20 +299,38 @@ def _line_fwhm(p, name):
     return factor * p["fwhm"][group]
 
 
-def _fwhm_factor(k, wing):
-    """FWHM / σ_core of the two-Gaussian profile (vectorised bisection)."""
+def _fwhm_factor(k, wing, core_shift=None, wing_shift=None):
+    """FWHM / σ_core of the two-Gaussian broad profile (vectorised).
 
-    def shape(x):
-        return (1 - wing) * np.exp(-0.5 * x**2) + wing / k * np.exp(-0.5 * (x / k) ** 2)
+    The profile in units of the core σ is ``(1 - wing) N(x; core_shift, 1) +
+    wing N(x; wing_shift, k)``; its FWHM is found on a grid with linear
+    interpolation of the half-maximum crossings (error < 1e-3).
+    """
+    k = np.asarray(k, float)
+    c0 = np.zeros_like(k) if core_shift is None else np.asarray(core_shift, float)
+    c1 = np.zeros_like(k) if wing_shift is None else np.asarray(wing_shift, float)
+    half_range = (4.0 * k + np.abs(c1 - c0))[:, None]
+    x = c0[:, None] + np.linspace(-1.0, 1.0, 1201)[None, :] * half_range
+    prof = (1 - wing)[:, None] * np.exp(-0.5 * (x - c0[:, None]) ** 2) + (
+        wing / k
+    )[:, None] * np.exp(-0.5 * ((x - c1[:, None]) / k[:, None]) ** 2)
+    rows = np.arange(k.size)
+    ipk = np.argmax(prof, axis=1)
+    half = 0.5 * prof[rows, ipk][:, None]
+    j = np.arange(x.shape[1])
+    above = prof >= half
+    # outermost pixels above half maximum on either side of the peak
+    left = np.where(above, j, x.shape[1]).min(axis=1)
+    right = np.where(above, j, -1).max(axis=1)
+    left_out = np.maximum(left - 1, 0)
+    right_out = np.minimum(right + 1, x.shape[1] - 1)
 
-    half = 0.5 * shape(np.zeros_like(k))
-    lo, hi = np.zeros_like(k), 3.0 * k
-    for _ in range(50):
-        mid = 0.5 * (lo + hi)
-        above = shape(mid) > half
-        lo = np.where(above, mid, lo)
-        hi = np.where(above, hi, mid)
-    return lo + hi  # 2 × half-width
+    def cross(i_in, i_out):
+        y0, y1 = prof[rows, i_in], prof[rows, i_out]
+        t = (half[:, 0] - y0) / np.where(y1 != y0, y1 - y0, 1.0)
+        return x[rows, i_in] + t * (x[rows, i_out] - x[rows, i_in])
+
+    return cross(right, right_out) - cross(left, left_out)
 
 
 def _host_shape(rest):
@@ -311,10 +352,24 @@ def _host_shape(rest):
 
 
 def _host_ratio(p):
-    """L5100(host) / L5100(quasar), Shen et al. (2011, eq. 1)."""
-    x = p["log_lambda_l_5100"] - 44.0
-    ratio = 0.8052 - 1.5502 * x + 0.9121 * x**2 - 0.1577 * x**3
-    ratio = np.where(x < 1.053, ratio, 0.0) * 10 ** p["host_scatter"]
+    """L5100(host) / L5100(quasar), Shen et al. (2011, eq. 1).
+
+    The relation is a function of the *total* (quasar + host) λL5100, so the
+    ratio r solves ``r = f(log L_qso + log(1 + r))`` (fixed-point iteration;
+    below total log L = 43.5 it is held at its value there, as in
+    `spectralnn.physics.host_fraction_5100`).
+    """
+    x_q = p["log_lambda_l_5100"] - 44.0
+
+    def f(x):
+        x = np.maximum(x, -0.5)
+        r = 0.8052 - 1.5502 * x + 0.9121 * x**2 - 0.1577 * x**3
+        return np.where(x < 1.053, r, 0.0)
+
+    ratio = f(x_q)
+    for _ in range(30):
+        ratio = 0.5 * (ratio + f(x_q + np.log10(1 + ratio)))
+    ratio = ratio * 10 ** p["host_scatter"]
     return np.clip(ratio, 0.0, 5.0)
 
 
@@ -415,7 +470,9 @@ def _rest_model(wave, p):
     total = cont.copy()
     win = _Windows(wave, z)
     ones = np.ones((n, 1))
-    factor = _fwhm_factor(p["profile_k"], p["profile_wing"])
+    factor = _fwhm_factor(
+        p["profile_k"], p["profile_wing"], p["core_shift"], p["wing_shift"]
+    )
     log_l = p["log_lbol"] - 46.0
     for name in _LINE_NAMES:
         centre0, ew0, slope, group, _ = QUASAR_LINES[name]
@@ -426,9 +483,12 @@ def _rest_model(wave, p):
         ew = ew0 * 10 ** (slope * log_l + p["ew_eps"][name])
         flux = ew * p["llam3000"] * _continuum_shape(centre[:, None], p)[:, 0]
         if group == "narrow":
-            reach = 6.0 * fwhm / _FWHM_SIGMA
+            reach = 5.0 * fwhm / _FWHM_SIGMA
         else:
-            reach = 6.0 * p["profile_k"] * fwhm / factor
+            # 5 σ of the wider component (exp(-12.5) = 4e-6 of its peak)
+            reach = (
+                5.0 * p["profile_k"] + np.abs(p["wing_shift"]) + np.abs(p["core_shift"])
+            ) * fwhm / factor
         reach = np.minimum(reach, 0.9 * _C_KMS)
         w = win.take(centre * (1 - reach / _C_KMS), centre * (1 + reach / _C_KMS))
         if w is None:
@@ -441,8 +501,10 @@ def _rest_model(wave, p):
             s1 = (fwhm / factor)[:, None]
             k = p["profile_k"][:, None]
             wing = p["profile_wing"][:, None]
-            prof = (1 - wing) * _gauss_kms(lam, c, s1) + wing * _gauss_kms(
-                lam, c, k * s1
+            c_core = c * (1 + p["core_shift"][:, None] * s1 / _C_KMS)
+            c_wing = c * (1 + p["wing_shift"][:, None] * s1 / _C_KMS)
+            prof = (1 - wing) * _gauss_kms(lam, c_core, s1) + wing * _gauss_kms(
+                lam, c_wing, k * s1
             )
         _Windows.add(total, w, flux[:, None] * prof)
     # Fe II pseudo-continua
@@ -575,6 +637,7 @@ def _truth_table(p, absorbers, mags, survey):
     for name, col in _FWHM_COLUMNS.items():
         t[f"fwhm_{col}"] = _line_fwhm(p, name) * u.km / u.s
     t["civ_blueshift"] = p["civ_blueshift"] * u.km / u.s
+    t["r_feii"] = p["r_feii"]
     t["host_fraction_5100"] = _host_ratio(p) / (1 + _host_ratio(p))
     t["ebv"] = p["ebv"]
     t["snr"] = p.get("snr", np.full(n, np.nan))
@@ -730,7 +793,7 @@ def simulate_quasars(
         ``virial_log_mbh`` and ``virial_line`` (Hβ VP06 below z = 0.8,
         Mg II S11 below 1.9, C IV VP06 above, from the noiseless FWHM and
         luminosity), ``fwhm_lya/civ/ciii/mgii/hbeta/halpha`` (km/s),
-        ``civ_blueshift``, ``host_fraction_5100``, ``ebv``, ``snr``,
+        ``civ_blueshift``, ``r_feii`` (EW(Fe II 4434–4684)/EW(Hβ)), ``host_fraction_5100``, ``ebv``, ``snr``,
         ``mag_u``…``mag_z`` (observed AB, extinction included; forest as its
         mean), ``bal``, ``bal_bi`` (BALnicity index), ``bal_vmin/vmax``,
         ``n_dla``, ``dla1_z``, ``dla1_log_nhi``, ``dla2_z``,

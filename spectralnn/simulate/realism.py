@@ -31,6 +31,8 @@ from astropy.table import QTable
 
 from ..batch import as_batch
 
+_C_KMS = 299792.458
+
 __all__ = [
     "FEATURES",
     "quasar_features",
@@ -79,12 +81,14 @@ def quasar_features(spectra, z=None, profile="double_gaussian"):
     """
     Measure the realism features of quasar spectra.
 
-    A power law is fitted to line-free rest-frame windows (`_WINDOWS`, Fe II
-    free) with `~spectralnn.preprocessing.continuum_powerlaw`, and the lines
-    are fitted above it with `~spectralnn.preprocessing.measure_lines`
-    (single Gaussians; Hβ together with [O III]). The optical Fe II strength
-    is R_FeII = F(4434–4684 Å above the continuum) / F(Hβ) (Boroson & Green
-    1992, ApJS 80, 109).
+    The continuum slope is that of a power law fitted to line-free
+    rest-frame windows (`_WINDOWS`) with
+    `~spectralnn.preprocessing.continuum_powerlaw`; Mg II is fitted above it
+    with `~spectralnn.preprocessing.measure_lines`. Hβ, [O III] and Fe II come
+    from the joint fit of the virial-mass pipeline (power law, two broad
+    Gaussians, narrow Hβ and [O III] core + wing, optical Fe II templates;
+    `spectralnn.physics.virial_black_hole_mass`), and R_FeII =
+    EW(Fe II 4434–4684 Å) / EW(Hβ broad) (Boroson & Green 1992, ApJS 80, 109).
 
     Parameters
     ----------
@@ -110,7 +114,7 @@ def quasar_features(spectra, z=None, profile="double_gaussian"):
     >>> bool((t["Hbeta_fwhm"].value > 500).all())
     True
     """
-    from ..preprocessing import continuum_powerlaw, measure_lines, subtract_continuum
+    from ..preprocessing import continuum_powerlaw, measure_lines
 
     batch = as_batch(spectra)
     if z is None:
@@ -118,29 +122,104 @@ def quasar_features(spectra, z=None, profile="double_gaussian"):
     z = np.asarray(z, dtype=float)
     batch.meta["z"] = z
     cont = continuum_powerlaw(batch, windows=_WINDOWS * u.AA, z=z, extrapolate=True)
-    lines = measure_lines(batch, ["Hbeta", "[OIII]5007", "MgII"], z=z,
-                          continuum=cont, profile=profile)
+    lines = measure_lines(batch, ["MgII"], z=z, continuum=cont, profile=profile)
     out = QTable()
     out["z"] = z
     out["snr"] = batch.snr
     out["continuum_slope"] = np.asarray(cont.meta["continuum_slope"])
-    for col in ("Hbeta_fwhm", "MgII_fwhm"):
-        out[col] = lines[col].to(u.km / u.s)
-    for col in ("Hbeta_ew", "MgII_ew", "OIII_5007_ew"):
-        out[col] = lines[col].to(u.AA)
-    # R_FeII: continuum-subtracted flux in the Fe II window over Hβ
-    sub = subtract_continuum(batch, cont)
-    rest = batch.wavelength_2d / (1 + z[:, None])
-    inside = (rest > _FEII_WINDOW[0]) & (rest < _FEII_WINDOW[1])
-    good = sub.good & inside
-    dlam = np.gradient(rest, axis=1)
-    covered = (good * dlam).sum(1) > 0.8 * (_FEII_WINDOW[1] - _FEII_WINDOW[0])
-    fe = np.where(good, sub.flux * dlam * (1 + z[:, None]), 0.0).sum(1)
-    hb = np.asarray(lines["Hbeta_flux"].value)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(covered & (hb > 0), fe / hb, np.nan)
-    out["r_feii"] = r
+    out["Hbeta_fwhm"] = np.full(z.size, np.nan) * u.km / u.s
+    out["MgII_fwhm"] = lines["MgII_fwhm"].to(u.km / u.s)
+    for col in ("Hbeta_ew", "OIII_5007_ew"):
+        out[col] = np.full(z.size, np.nan) * u.AA
+    out["MgII_ew"] = lines["MgII_ew"].to(u.AA)
+    out["r_feii"] = np.full(z.size, np.nan)
+    hb = _hbeta_region(batch, z)
+    if hb is not None:
+        rows, fwhm, ew_hb, ew_o3, r_fe = hb
+        out["Hbeta_fwhm"][rows] = fwhm * u.km / u.s
+        out["Hbeta_ew"][rows] = ew_hb * u.AA
+        out["OIII_5007_ew"][rows] = ew_o3 * u.AA
+        out["r_feii"][rows] = r_fe
     return out
+
+
+def _feii_window_integrals():
+    """∫ of the (pivot-scaled) optical Fe II fit templates over 4434-4684 Å."""
+    from ..physics.blackhole import _FEII_FWHM, _SETUP
+    from .feii import feii_template
+
+    lam = np.linspace(_FEII_WINDOW[0], _FEII_WINDOW[1], 2501)
+    pivot = _SETUP["Hbeta"]["pivot"]
+    return np.array([np.trapezoid(feii_template(lam, f, "optical") * pivot, lam)
+                     for f in _FEII_FWHM])
+
+
+def _hbeta_region(batch, z):
+    """
+    Hβ, [O III] and Fe II from the joint fit of the virial-mass pipeline.
+
+    Power law, two broad Gaussians, narrow Hβ and [O III] (core + wing) and
+    non-negative optical Fe II templates are fitted together
+    (`spectralnn.physics.virial_black_hole_mass`, Shen et al. 2011, §3.3).
+    Returns ``(rows, fwhm, ew_hbeta, ew_oiii, r_feii)`` for the spectra that
+    cover the Hβ region, or None.
+    """
+    from ..physics.blackhole import _fit_line
+    from ..physics.virial import VIRIAL_LINE_COVERAGE
+    from ..preprocessing.redshift import to_rest_frame
+
+    ok_z = np.isfinite(z) & (z >= 0)
+    lo, hi = VIRIAL_LINE_COVERAGE["Hbeta"]
+    good = batch.good
+    wave = batch.wavelength_2d
+    with np.errstate(invalid="ignore"):
+        wmin = np.where(good, wave, np.inf).min(axis=1) / (1 + z)
+        wmax = np.where(good, wave, -np.inf).max(axis=1) / (1 + z)
+    rows = np.flatnonzero(ok_z & (wmin <= lo) & (wmax >= hi))
+    if rows.size == 0:
+        return None
+    rest = to_rest_frame(batch[rows], z=z[rows])
+    res = _fit_line(rest, np.arange(rows.size), "Hbeta", None, False)
+    p = res["params"]
+    model_cls = _hbeta_model_layout()
+    amp_c, alpha = p[:, 0], p[:, 1]
+    pivot = model_cls["pivot"]
+
+    def cont(lam):
+        return amp_c * (lam / pivot) ** alpha
+
+    def gflux(amp, sigma, lam0):  # Gaussian in velocity about lam0
+        return amp * sigma * np.sqrt(2 * np.pi) * lam0 / _C_KMS
+
+    hb0, o3 = model_cls["hbeta"], model_cls["oiii"]
+    f_hb = sum(gflux(p[:, ia], p[:, isig], hb0) for ia, isig in model_cls["broad"])
+    j = model_cls["narrow_start"]
+    f_o3 = gflux(p[:, j], p[:, j + 3], o3) + gflux(p[:, j + 4], p[:, j + 6], o3)
+    f_fe = p[:, model_cls["feii_start"]:] @ _feii_window_integrals()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ew_hb = f_hb / cont(hb0)
+        ew_o3 = f_o3 / cont(o3)
+        ew_fe = f_fe / cont(0.5 * (_FEII_WINDOW[0] + _FEII_WINDOW[1]))
+        r_fe = ew_fe / ew_hb
+    fit_ok = res["ok"] & (amp_c > 0)
+    nan = np.nan
+    return (rows, np.where(fit_ok, res["fwhm"], nan), np.where(fit_ok, ew_hb, nan),
+            np.where(fit_ok, ew_o3, nan), np.where(fit_ok, r_fe, nan))
+
+
+def _hbeta_model_layout():
+    """Parameter layout of the Hβ model of `spectralnn.physics.blackhole`."""
+    from ..physics.blackhole import _LineModel
+
+    m = _LineModel("Hbeta", np.ones((1, 2)) * 4861.0)
+    return {
+        "pivot": m.pivot,
+        "hbeta": m.center,
+        "oiii": m.terms[m.n_broad][0],
+        "broad": [(ia, isig) for _, ia, _, _, isig in m.broad_terms],
+        "narrow_start": m.narrow_start,
+        "feii_start": m.feii_start,
+    }
 
 
 def match_by_z_snr(real, simulated, k=5, *, z_scale=0.05, log_snr_scale=0.15):

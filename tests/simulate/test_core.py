@@ -58,3 +58,18 @@ def test_invalid():
         simulate_spectra("star", 3, seed=-1)
     with pytest.raises(ValueError, match="fractions"):
         simulate_spectra("mixed", 3, fractions={"planet": 1})
+
+
+def test_processes_byte_identical_to_serial():
+    # two worker processes: same chunks, same order, same bytes (per-object seeds)
+    kw = dict(seed=11, chunk_size=4, z_range=(0.5, 2.5))
+    serial = list(simulate_spectra("qso", 10, **kw))
+    parallel = list(simulate_spectra("qso", 10, processes=2, **kw))
+    assert [len(c) for c in parallel] == [4, 4, 2]
+    for a, b in zip(serial, parallel, strict=True):
+        for attr in ("flux", "ivar", "mask"):
+            assert getattr(a, attr).tobytes() == getattr(b, attr).tobytes()
+        assert a.meta["object_id"].tolist() == b.meta["object_id"].tolist()
+        assert np.array_equal(a.meta["log_mbh"], b.meta["log_mbh"])
+    with pytest.raises(ValueError, match="processes"):
+        simulate_spectra("star", 3, processes=0)
