@@ -32,35 +32,75 @@ def add_arguments(parser):
     """
     parser.add_argument("task", choices=sorted(_TASKS), help="what to train")
     parser.add_argument("--data", required=True, help="training HDF5 dataset")
-    parser.add_argument("-o", "--output", required=True,
-                        help="output model (.keras; a .json is written beside it)")
-    parser.add_argument("--target", default=None,
-                        help="truth column to learn (mass: virial_log_mbh)")
-    parser.add_argument("--architecture", default="resnet1d",
-                        help="network architecture (default: resnet1d)")
-    parser.add_argument("--options", default=None,
-                        help='architecture options as JSON, e.g. \'{"filters": 16}\'')
-    parser.add_argument("--epochs", type=int, default=30, help="maximum epochs (default 30)")
-    parser.add_argument("--batch-size", type=int, default=128,
-                        help="training batch size (default 128)")
-    parser.add_argument("--learning-rate", type=float, default=None,
-                        help="initial learning rate (default: the architecture's)")
-    parser.add_argument("--patience", type=int, default=6,
-                        help="epochs without improvement before stopping (default 6)")
-    parser.add_argument("--validation", type=float, default=0.1,
-                        help="fraction held out for early stopping and calibration")
-    parser.add_argument("--max-spectra", type=int, default=None,
-                        help="use only the first N spectra of the dataset")
-    parser.add_argument("--checkpoint-dir", default=None,
-                        help="folder for per-epoch checkpoints (enables --resume)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from --checkpoint-dir")
-    parser.add_argument("--time-limit", type=float, default=None,
-                        help="stop after this many minutes of training (the best "
-                             "epoch's weights are kept)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="output model (.keras; a .json is written beside it)",
+    )
+    parser.add_argument(
+        "--target", default=None, help="truth column to learn (mass: virial_log_mbh)"
+    )
+    parser.add_argument(
+        "--architecture",
+        default="resnet1d",
+        help="network architecture (default: resnet1d)",
+    )
+    parser.add_argument(
+        "--options",
+        default=None,
+        help="architecture options as JSON, e.g. '{\"filters\": 16}'",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="maximum epochs (default 30)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="training batch size (default 128)"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="initial learning rate (default: the architecture's)",
+    )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=6,
+        help="epochs without improvement before stopping (default 6)",
+    )
+    parser.add_argument(
+        "--validation",
+        type=float,
+        default=0.1,
+        help="fraction held out for early stopping and calibration",
+    )
+    parser.add_argument(
+        "--max-spectra",
+        type=int,
+        default=None,
+        help="use only the first N spectra of the dataset",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=None,
+        help="folder for per-epoch checkpoints (enables --resume)",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from --checkpoint-dir"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="stop after this many minutes of training (the best "
+        "epoch's weights are kept)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--name", default=None, help="model name in the metadata")
-    parser.add_argument("--version", default="1.0.0", help="model version (default 1.0.0)")
+    parser.add_argument(
+        "--version", default="1.0.0", help="model version (default 1.0.0)"
+    )
 
 
 def prepare_dataset(estimator, path, target, *, max_spectra=None, chunk_size=5000):
@@ -117,7 +157,7 @@ def prepare_dataset(estimator, path, target, *, max_spectra=None, chunk_size=500
 
 
 def _time_limit(minutes):
-    """A callback ending training after ``minutes`` with the best weights restored."""
+    """Build a callback ending training after ``minutes``, best weights restored."""
     if minutes is None:
         return None
     import time
@@ -134,8 +174,9 @@ def _time_limit(minutes):
             if loss < self.best:
                 self.best, self.weights = loss, self.model.get_weights()
             if time.monotonic() - self.start > 60 * minutes:
-                log.info("time limit of %.1f min reached after epoch %d", minutes,
-                         epoch + 1)
+                log.info(
+                    "time limit of %.1f min reached after epoch %d", minutes, epoch + 1
+                )
                 self.model.stop_training = True
 
         def on_train_end(self, logs=None):
@@ -146,7 +187,7 @@ def _time_limit(minutes):
 
 
 def _plain(value):
-    """A JSON-friendly copy of an HDF5 attribute."""
+    """Return a JSON-friendly copy of an HDF5 attribute."""
     if hasattr(value, "item") and np.ndim(value) == 0:
         value = value.item()
     return value if isinstance(value, (str, int, float, bool)) else str(value)
@@ -177,15 +218,18 @@ def run(args):
     target = args.target or _TASKS[args.task][1]
     options = json.loads(args.options) if args.options else None
     est = cls(args.architecture, architecture_options=options)
-    x, y, rows, provenance = prepare_dataset(est, args.data, target,
-                                             max_spectra=args.max_spectra)
+    x, y, rows, provenance = prepare_dataset(
+        est, args.data, target, max_spectra=args.max_spectra
+    )
     log.info("%d usable spectra with a finite %s", len(y), target)
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(y))
     n_val = int(round(args.validation * len(y)))
     if not 0 < n_val < len(y):
-        log.error("--validation %.3f leaves no training or validation spectra",
-                  args.validation)
+        log.error(
+            "--validation %.3f leaves no training or validation spectra",
+            args.validation,
+        )
         return 1
     val, train = order[:n_val], order[n_val:]
 
@@ -194,26 +238,37 @@ def run(args):
 
     x_val, y_val = take(x, val), y[val]
     est._fit_arrays(
-        take(x, train), y[train], validation=(x_val, y_val), epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
-        patience=args.patience, callbacks=_time_limit(args.time_limit),
+        take(x, train),
+        y[train],
+        validation=(x_val, y_val),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        patience=args.patience,
+        callbacks=_time_limit(args.time_limit),
         checkpoint_dir=args.checkpoint_dir,
-        resume=args.resume, seed=args.seed, verbose=2,
+        resume=args.resume,
+        seed=args.seed,
+        verbose=2,
     )
     est._calibrate_arrays(x_val, y_val)
-    est.metadata["metrics"] = {"evaluated_on": "validation",
-                               **est._metrics(est._network_input(x_val), y_val)}
+    est.metadata["metrics"] = {
+        "evaluated_on": "validation",
+        **est._metrics(est._network_input(x_val), y_val),
+    }
     training_set = {
         "dataset": str(args.data),
         "target": target,
         "n_spectra": int(len(y)),
-        "validation_rows": "random fraction %.3f, seed %d" % (args.validation, args.seed),
+        "validation_rows": f"random fraction {args.validation:.3f}, seed {args.seed}",
         "provenance": {k: _plain(v) for k, v in provenance.items()},
-        "history": {k: [round(float(v), 5) for v in vals]
-                    for k, vals in est.history.items()},
+        "history": {
+            k: [round(float(v), 5) for v in vals] for k, vals in est.history.items()
+        },
     }
-    path = est.save(args.output, name=args.name, version=args.version,
-                    training_set=training_set)
+    path = est.save(
+        args.output, name=args.name, version=args.version, training_set=training_set
+    )
     m = est.metadata["metrics"]
     log.info("wrote %s: validation %s", path, json.dumps(m))
     return 0

@@ -138,7 +138,7 @@ class Estimator:
 
     # ----------------------------------------------------------------- setup
     def _load_default(self):
-        from ..models.registry import list_models
+        from ..models.registry import find_model, list_models
 
         installed = list(list_models()["name"])
         if self.default_model_name is None or self.default_model_name not in installed:
@@ -148,7 +148,9 @@ class Estimator:
                 "pass the path of a trained .keras file, or train a network: "
                 f"{type(self).__name__}('resnet1d').fit(spectra, targets)"
             )
-        return load_model(self.default_model_name, task=self.task)
+        # by its installed path: a same-named file in the working directory
+        # must not shadow the shipped weights
+        return load_model(find_model(self.default_model_name), task=self.task)
 
     def _set_loaded(self, loaded, preprocessing, architecture_options):
         if preprocessing is not None or architecture_options is not None:
@@ -518,6 +520,7 @@ class Estimator:
         for key, values in result.history.items():
             history.setdefault(key, []).extend(float(v) for v in values)
         self.history = history
+        self.metadata.pop("uncertainty", None)  # new weights: recalibrate
         x_eval, y_eval = (x_val, y_val) if x_val is not None else (x, y)
         self.metadata["metrics"] = {
             "evaluated_on": "validation" if x_val is not None else "training",
@@ -530,7 +533,6 @@ class Estimator:
             "epochs_run": len(history.get("loss", [])),
         }
         self.metadata["sha256"] = ""  # the weights changed: no file matches them
-        self.metadata.pop("uncertainty", None)  # so does their calibration
         return self
 
     def _schedule(self, learning_rate):
@@ -637,7 +639,7 @@ class Estimator:
         ratio = np.abs(mean - y) / std
         ratio = ratio[np.all(np.isfinite(ratio), axis=1)]
         if len(ratio) < 10:
-            raise ValueError("calibrating uncertainties needs at least 10 usable spectra")
+            raise ValueError("calibrating uncertainties needs 10 or more usable spectra")
         scale = float(np.percentile(ratio, 68.27))
         self.metadata["uncertainty"] = {
             "sigma_scale": scale,

@@ -61,7 +61,8 @@ class MassEstimator(Estimator):
         ``.keras`` file, or an architecture name (``'resnet1d'``,
         ``'wren2021'``, ``'epoch_pooling'``) to build and `fit` a new network.
     batch_size : int, optional
-        Spectra per forward pass. Default 256.
+        Spectra per forward pass. Default 1024 (the default network is small;
+        larger passes are faster on CPU).
     virial : bool, optional
         Add the single-epoch virial mass columns (needs
         `spectralnn.physics.blackhole`). Default True.
@@ -103,7 +104,7 @@ class MassEstimator(Estimator):
         self,
         model="default",
         *,
-        batch_size: int = 256,
+        batch_size: int = 1024,
         virial: bool = True,
         preprocessing: dict | None = None,
         architecture_options: dict | None = None,

@@ -243,7 +243,9 @@ def build_model(
     if n_scalars < 0:
         raise ValueError(f"n_scalars must be non-negative, got {n_scalars}")
     if n_scalars and canonical != "resnet1d":
-        raise ValueError(f"scalar inputs are supported by 'resnet1d' only, not {canonical!r}")
+        raise ValueError(
+            f"scalar inputs are supported by 'resnet1d' only, not {canonical!r}"
+        )
     builder = {
         "resnet1d": _build_resnet1d,
         "wren2021": _build_wren2021,

@@ -353,9 +353,12 @@ def load_model(name_or_path, *, task=None, compile=True):
     spectralnn.errors.ModelFileError: no model 'no-such-model' is installed ...
     """
     text = os.fspath(name_or_path)
+    # a bare name always means an installed model: a file of that name in the
+    # working directory must not shadow the shipped, hash-checked weights
     looks_like_path = (
-        os.sep in text or text.endswith((".keras", ".json")) or Path(text).exists()
-        or Path(text).with_suffix(".keras").exists()
+        isinstance(name_or_path, os.PathLike)
+        or os.sep in text
+        or text.endswith((".keras", ".json"))
     )
     keras_path = _paths(text)[0] if looks_like_path else find_model(text)
     if not keras_path.is_file():

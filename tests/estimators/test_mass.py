@@ -27,7 +27,8 @@ def test_import_does_not_load_keras():
     assert result.returncode == 0, result.stderr
 
 
-def test_default_weights_missing_is_a_clear_error():
+def test_default_weights_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(MassEstimator, "default_model_name", "no-such-model")
     with pytest.raises(ModelFileError, match="no default weights are installed yet"):
         MassEstimator()
 

@@ -26,7 +26,9 @@ def quasars():
     """Simulated quasars from a seed used neither in training nor in the hold-out."""
     from spectralnn.simulate import simulate_quasars
 
-    return simulate_quasars(60, seed=987_654, z_range=(0.1, 4.8), snr_range=(10.0, 30.0))
+    return simulate_quasars(
+        60, seed=987_654, z_range=(0.1, 4.8), snr_range=(10.0, 30.0)
+    )
 
 
 def test_shipped_files_and_metadata():
@@ -47,9 +49,16 @@ def test_shipped_files_and_metadata():
     hold = meta["metrics"]["holdout"]
     assert hold["n"] >= 5000
     assert hold["seed"] != meta["training_set"]["provenance"]["seed"]
-    for key in ("r2", "rmse", "bias", "coverage_68"):
-        assert key in hold["overall"]
+    # the issue's done-when, as recorded by benchmarks/bench_mass.py --record
+    assert hold["overall"]["r2"] >= 0.90
     assert set(hold["per_line"]) == {"Hbeta", "MgII", "CIV"}
+    assert len(hold["per_snr"]) == 4
+    assert hold["overall"]["rmse"] < hold["virial_baseline"]["overall"]["rmse"]
+    assert abs(hold["edges"]["low_decile_bias"]) < 0.1
+    assert abs(hold["edges"]["high_decile_bias"]) < 0.1
+    assert 0.60 <= hold["coverage_68"] <= 0.76
+    epochs = meta["metrics"]["multi_epoch"]
+    assert epochs["pooled_rmse"] < epochs["single_epoch_rmse"]
 
 
 def test_default_weights_predict_virial_mass(default_estimator, quasars):
@@ -95,10 +104,12 @@ def test_corrupted_weights_refused(tmp_path):
 
 
 def test_pipeline_scalars_are_log_luminosity_and_z(quasars):
-    spec = {"steps": ["rest_frame", "resample", "normalize"],
-            "grid": {"start": 1200.0, "stop": 7000.0, "dloglam": 1e-3},
-            "min_good_fraction": 0.1,
-            "scalars": {"names": ["log_lambda_l", "z", "log_norm"]}}
+    spec = {
+        "steps": ["rest_frame", "resample", "normalize"],
+        "grid": {"start": 1200.0, "stop": 7000.0, "dloglam": 1e-3},
+        "min_good_fraction": 0.1,
+        "scalars": {"names": ["log_lambda_l", "z", "log_norm"]},
+    }
     result = Pipeline(spec)(quasars[:10])
     assert result.usable.all()
     log_l, z, log_norm = result.scalars.T
@@ -134,13 +145,34 @@ def test_train_command_round_trip(tmp_path):
     write_dataset(simulate_spectra("qso", 120, seed=3, z_range=(0.5, 2.0)), data)
     out = tmp_path / "mass.keras"
     options = '{"filters": 4, "stages": 2, "dense_units": 8}'
-    assert main(["train", "mass", "--data", str(data), "-o", str(out), "--epochs", "2",
-                 "--batch-size", "32", "--options", options, "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "mass",
+                "--data",
+                str(data),
+                "-o",
+                str(out),
+                "--epochs",
+                "2",
+                "--batch-size",
+                "32",
+                "--options",
+                options,
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     est = MassEstimator(out)
     meta = est.metadata
     assert meta["training_set"]["n_spectra"] == 120
     assert meta["uncertainty"]["n"] == 12
     # temperature scaling makes the validation 68 % intervals cover 68 %
     assert meta["metrics"]["log_mbh"]["coverage_68"] == pytest.approx(0.68, abs=0.1)
-    table = est.predict(simulate_spectra("qso", 3, seed=4, z_range=(0.5, 2.0)).__next__())
+    table = est.predict(
+        simulate_spectra("qso", 3, seed=4, z_range=(0.5, 2.0)).__next__()
+    )
     assert np.all(np.isfinite(table["log_mbh"].value))
