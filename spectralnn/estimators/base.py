@@ -40,6 +40,7 @@ from astropy import units as u
 from astropy.table import QTable
 
 from ..batch import as_batch
+from ._streaming import is_dataset_input, iter_input_batches
 from ..errors import BatchItemWarning, ModelFileError
 from ..logger import log
 from ..models._compat import keras_numpy_warnings as _keras_numpy_warnings
@@ -237,7 +238,27 @@ class Estimator:
             ``flags``; rows of unusable spectra hold NaN and carry a flag.
         """
         self._require_trained()
-        batch = as_batch(spectra, on_invalid="flag")
+        if is_dataset_input(spectra):
+            return self._predict_streaming(spectra, z=z, ebv=ebv)
+        return self._predict_batch(as_batch(spectra, on_invalid="flag"), z=z, ebv=ebv)
+
+    def _predict_streaming(self, spectra, *, z, ebv):
+        """Predict an HDF5 dataset chunk by chunk (never all in memory)."""
+        from astropy.table import vstack
+
+        parts = []
+        start = 0
+        for chunk in iter_input_batches(spectra, self.batch_size):
+            stop = start + len(chunk)
+            parts.append(self._predict_batch(
+                chunk, z=_chunk_of(z, start, stop), ebv=_chunk_of(ebv, start, stop)))
+            start = stop
+        table = QTable(vstack(parts, metadata_conflicts="silent"))
+        table.meta.update(parts[0].meta if parts else {})
+        return table
+
+    def _predict_batch(self, batch, *, z, ebv):
+        """Prediction table of one `SpectrumBatch` (subclasses extend this)."""
         prepared = self.pipeline(batch, z=z, ebv=ebv)
         mean, std = self._run_network(prepared.network_inputs, prepared.usable)
         self._report_unusable(prepared.usable, prepared.flags)
@@ -768,3 +789,10 @@ def _load_checkpoint(folder):
         raise ModelFileError(f"cannot resume from {folder}: {exc}") from exc
     history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
     return model, int(state["epoch"]), history
+
+
+def _chunk_of(value, start, stop):
+    """The rows ``start:stop`` of a per-spectrum argument (scalars pass through)."""
+    if value is None or np.ndim(value) == 0:
+        return value
+    return value[start:stop]

@@ -143,18 +143,20 @@ class MassEstimator(Estimator):
             prefixed ``virial_``); ``snr`` and ``flags``. ``table.meta``
             names the model, its sha256 and the calibration it mimics.
         """
-        table = super().predict(spectra, z=z, ebv=ebv)
+        return super().predict(spectra, z=z, ebv=ebv)
+
+    def _predict_batch(self, batch, *, z, ebv):
+        table = super()._predict_batch(batch, z=z, ebv=ebv)
         if self.virial:
-            table = self._add_virial(table, spectra, z=z, ebv=ebv)
+            table = self._add_virial(table, batch, z=z, ebv=ebv)
         return table
 
-    def _add_virial(self, table, spectra, *, z, ebv):
+    def _add_virial(self, table, batch, *, z, ebv):
         try:
             from ..physics.blackhole import virial_black_hole_mass
         except ImportError:
             log.info("spectralnn.physics.blackhole unavailable: no virial columns")
             return table
-        batch = as_batch(spectra, on_invalid="flag")
         try:
             virial = virial_black_hole_mass(batch, z=z, ebv=ebv)
         except SpectralNNError as exc:
