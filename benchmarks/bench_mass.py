@@ -85,7 +85,7 @@ def accuracy(pred, err, true, line, snr):
     return out
 
 
-def _simulate(n, seed, path):
+def _simulate(n, seed, path, processes=1):
     from spectralnn.datasets import DatasetWriter
     from spectralnn.simulate import simulate_spectra
 
@@ -93,7 +93,12 @@ def _simulate(n, seed, path):
         path, overwrite=True, compression=None, provenance={"kind": "qso", "seed": seed}
     ) as writer:
         for batch in simulate_spectra(
-            "qso", n, seed=seed, chunk_size=2000, z_range=(0.1, 4.8)
+            "qso",
+            n,
+            seed=seed,
+            chunk_size=2000,
+            z_range=(0.1, 4.8),
+            processes=processes,
         ):
             writer.append(batch)
 
@@ -251,6 +256,16 @@ def main(argv=None):
         help="simulate this many quasars when --data is absent",
     )
     parser.add_argument("--seed", type=int, default=20260, help="hold-out seed")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes simulating the hold-out (same spectra for any number)",
+    )
+    parser.add_argument(
+        "--save-data",
+        help="keep the simulated hold-out in this HDF5 file (reuse it with --data)",
+    )
     parser.add_argument("--model", default="default", help="model to evaluate")
     parser.add_argument(
         "--n-virial",
@@ -289,10 +304,13 @@ def main(argv=None):
     est = MassEstimator(args.model, virial=False)
     data = args.data
     tmp = None
-    if data is None:
+    if data is None and args.save_data:
+        data = args.save_data
+        _simulate(args.simulate, args.seed, data, args.processes)
+    elif data is None:
         tmp = tempfile.TemporaryDirectory()
         data = str(Path(tmp.name) / "holdout.h5")
-        _simulate(args.simulate, args.seed, data)
+        _simulate(args.simulate, args.seed, data, args.processes)
     results = {
         "model": est.metadata["name"],
         "sha256": est.metadata["sha256"],

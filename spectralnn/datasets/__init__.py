@@ -4,7 +4,7 @@ streamed reading, standardisation, splits by object and class balancing.
 """
 
 from .balance import *  # noqa: F403
+from .examples import *  # noqa: F403
 from .hdf5 import *  # noqa: F403
 from .splits import *  # noqa: F403
 from .standardize import *  # noqa: F403
-from .examples import *  # noqa: F403

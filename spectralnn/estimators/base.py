@@ -40,13 +40,13 @@ from astropy import units as u
 from astropy.table import QTable
 
 from ..batch import as_batch
-from ._streaming import is_dataset_input, iter_input_batches
 from ..errors import BatchItemWarning, ModelFileError
 from ..logger import log
 from ..models._compat import keras_numpy_warnings as _keras_numpy_warnings
 from ..models.architectures import available_architectures, resolve_architecture
 from ..models.pipeline import Pipeline
 from ..models.registry import LoadedModel, load_model, save_model
+from ._streaming import is_dataset_input, iter_input_batches
 
 __all__ = ["Estimator"]
 

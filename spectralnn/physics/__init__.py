@@ -7,7 +7,7 @@ cosmology accepted); every function takes and returns `~astropy.units.Quantity`
 values, vectorised over many spectra.
 """
 
+from .blackhole import *  # noqa: F403
 from .luminosity import *  # noqa: F403
 from .virial import *  # noqa: F403
-from .blackhole import *  # noqa: F403
 from .voigt import *  # noqa: F403

@@ -6,8 +6,8 @@ Every step accepts a `specutils.Spectrum` (returning a `specutils.Spectrum`) or 
 without a Python loop over spectra.
 """
 
-from .resample import *  # noqa: F403
-from .redshift import *  # noqa: F403
 from .continuum import *  # noqa: F403
 from .dereddening import *  # noqa: F403
 from .measure import *  # noqa: F403
+from .redshift import *  # noqa: F403
+from .resample import *  # noqa: F403
