@@ -48,7 +48,9 @@ def test_shipped_files_and_metadata():
     assert 0.5 < meta["uncertainty"]["sigma_scale"] < 2.0
     hold = meta["metrics"]["holdout"]
     assert hold["n"] >= 5000
-    assert hold["seed"] != meta["training_set"]["provenance"]["seed"]
+    # the hold-out seed is none of the training seeds (one per redshift third)
+    train_seeds = str(meta["training_set"]["provenance"]["seed"]).split(",")
+    assert str(hold["seed"]) not in train_seeds
     # the done-when, as recorded by benchmarks/bench_mass.py --record
     assert hold["overall"]["r2"] >= 0.90
     assert set(hold["per_line"]) == {"Hbeta", "MgII", "CIV"}

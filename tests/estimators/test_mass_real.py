@@ -1,0 +1,64 @@
+"""
+Real-data check of the shipped MassEstimator weights: SDSS spectra of SPIDERS quasars.
+
+The 17 objects of `tests.physics.conftest.load_spiders_sample` (16 low-z
+broad-line AGN with one or two epochs and the SDSS-RM quasar RM017 with 52
+epochs, all at z < 0.6 so Hβ sets the mass) are predicted by the network
+alone (``virial=False``); the per-object median mass is compared with the
+SPIDERS DR16 ``logBHMA_hb`` (Coffey et al. 2019, A&A 625, A123).
+
+These figures are a check, never a training or model-selection target:
+the weights were chosen on the simulated hold-out only.
+
+Measured with the shipped weights: RMS_SUMMARY
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from tests.physics.conftest import load_spiders_sample
+
+pytest.importorskip("keras")
+
+
+@pytest.fixture(scope="module")
+def spiders_predictions(real_data):
+    """(per-object table rows, per-spectrum masses) of the SPIDERS sample."""
+    from spectralnn.estimators import MassEstimator
+
+    batch, table = load_spiders_sample(real_data)
+    with warnings.catch_warnings():
+        # real spectra carry masked pixels and header quirks that warn
+        warnings.simplefilter("ignore")
+        result = MassEstimator(virial=False).predict(batch)
+    return table, np.asarray(result["log_mbh"].value, dtype=float)
+
+
+@pytest.mark.slow
+def test_rm017_epoch_scatter(spiders_predictions):
+    table, mass = spiders_predictions
+    rm017 = np.asarray(table["object_id"]).astype(str) == "RM017"
+    # 52 epochs of one quasar; its Hβ width and luminosity vary little over
+    # the SDSS-RM baseline, so the per-epoch masses must agree to within the
+    # issue's 0.15 dex (measured: RM017_STD dex)
+    assert rm017.sum() >= 40
+    assert np.all(np.isfinite(mass[rm017]))
+    assert np.std(mass[rm017]) <= 0.15
+
+
+@pytest.mark.slow
+def test_spiders_per_object_masses(spiders_predictions):
+    table, mass = spiders_predictions
+    ids = np.asarray(table["object_id"]).astype(str)
+    diffs = np.array(
+        [
+            np.median(mass[ids == oid]) - table["logBHMA_hb"][ids == oid][0]
+            for oid in np.unique(ids)
+        ]
+    )
+    assert diffs.size == 17 and np.all(np.isfinite(diffs))
+    rms = np.sqrt(np.mean(diffs**2))
+    bias = np.mean(diffs)
+    ASSERTIONS_HERE
