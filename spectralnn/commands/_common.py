@@ -163,3 +163,48 @@ def write_table(table, args):
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     log.info("wrote %d rows to %s", len(table), args.output)
+
+
+def process_files(args, label, func, *, meta=None):
+    """
+    Apply ``func(batch) -> QTable`` to the files of ``args`` in chunks, then write.
+
+    Reads ``args.files`` ``args.batch_size`` at a time with a progress bar,
+    joins the tables, adds ``meta`` and writes with `write_table`.
+
+    Parameters
+    ----------
+    args : `argparse.Namespace`
+        Options of `add_io_arguments`.
+    label : str
+        Progress-bar label.
+    func : callable
+        Turns one `~spectralnn.SpectrumBatch` into a table.
+    meta : dict, optional
+        Entries added to the joined table's ``meta``.
+
+    Returns
+    -------
+    status : int
+        0 on success, 1 when no spectrum could be read.
+    """
+    problem = check_io_arguments(args)
+    if problem:
+        log.error(problem)
+        return 1
+    tables = []
+    progress = Progress(len(args.files), label)
+    try:
+        for n_files, batch in iter_file_batches(args.files, args.batch_size):
+            if batch is not None:
+                tables.append(func(batch))
+            progress.update(n_files, 0 if batch is None else len(batch))
+    finally:
+        progress.close()
+    if not tables:
+        log.error("no spectrum could be read from the %d file(s)", len(args.files))
+        return 1
+    table = join_tables(tables)
+    table.meta.update(meta or {})
+    write_table(table, args)
+    return 0

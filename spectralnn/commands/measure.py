@@ -12,12 +12,8 @@ import numpy as np
 
 from ..logger import log
 from ._common import (
-    Progress,
     add_io_arguments,
-    check_io_arguments,
-    iter_file_batches,
-    join_tables,
-    write_table,
+    process_files,
 )
 
 __all__ = ["add_arguments", "run", "DEFAULT_MEASURE_LINES"]
@@ -127,36 +123,21 @@ def run(args):
     from .. import __version__
     from ..lines import get_line
 
-    problem = check_io_arguments(args)
-    if problem:
-        log.error(problem)
-        return 1
     for name in args.lines:
         try:
             get_line(name)
         except KeyError:
             log.error("unknown line %r (see spectralnn.lines.LINES)", name)
             return 1
-    tables = []
-    progress = Progress(len(args.files), "measure")
-    try:
-        for n_files, batch in iter_file_batches(args.files, args.batch_size):
-            if batch is not None:
-                tables.append(measure_batch(batch, z=args.z, lines=args.lines,
-                                            profile=args.profile,
-                                            virial=not args.no_virial))
-            progress.update(n_files, 0 if batch is None else len(batch))
-    finally:
-        progress.close()
-    if not tables:
-        log.error("no spectrum could be read from the %d file(s)", len(args.files))
-        return 1
-    table = join_tables(tables)
-    table.meta.update({
-        "spectralnn_version": __version__,
-        "task": "measure",
-        "lines": list(args.lines),
-        "profile": args.profile,
-    })
-    write_table(table, args)
-    return 0
+    return process_files(
+        args,
+        "measure",
+        lambda batch: measure_batch(batch, z=args.z, lines=args.lines,
+                                    profile=args.profile, virial=not args.no_virial),
+        meta={
+            "spectralnn_version": __version__,
+            "task": "measure",
+            "lines": list(args.lines),
+            "profile": args.profile,
+        },
+    )

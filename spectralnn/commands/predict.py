@@ -12,12 +12,9 @@ NaN; the run goes on.
 from ..errors import ModelFileError
 from ..logger import log
 from ._common import (
-    Progress,
     add_io_arguments,
     check_io_arguments,
-    iter_file_batches,
-    join_tables,
-    write_table,
+    process_files,
 )
 
 __all__ = ["add_arguments", "run"]
@@ -81,17 +78,5 @@ def run(args):
         return 1
     estimator = _estimator(args)
     log.info("predicting %s with %r", args.task, estimator)
-    tables = []
-    progress = Progress(len(args.files), f"predict {args.task}")
-    try:
-        for n_files, batch in iter_file_batches(args.files, args.batch_size):
-            if batch is not None:
-                tables.append(estimator.predict(batch, z=args.z))
-            progress.update(n_files, 0 if batch is None else len(batch))
-    finally:
-        progress.close()
-    if not tables:
-        log.error("no spectrum could be read from the %d file(s)", len(args.files))
-        return 1
-    write_table(join_tables(tables), args)
-    return 0
+    return process_files(args, f"predict {args.task}",
+                         lambda batch: estimator.predict(batch, z=args.z))
