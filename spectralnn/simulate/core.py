@@ -218,7 +218,7 @@ def simulate_spectra(kind, n, *, seed=None, survey="SDSS", chunk_size=1000,
         Worker processes that simulate chunks in parallel (default 1: in this
         process). Every object draws from its own seed, so the chunks are
         byte-identical to the serial ones and come in the same order; at most
-        ``2 * processes`` chunks are held at a time.
+        ``processes + 1`` chunks are held at a time.
     **kwargs
         Passed to the simulator of ``kind`` (e.g. ``z_range``); for
         ``'mixed'``, a dict per kind (``galaxy={'z_range': (0, 0.3)}``).
@@ -304,7 +304,7 @@ def _generate_parallel(kind, n, seed, survey, chunk_size, noiseless, fractions, 
         pending = deque()
         for task in tasks:
             pending.append(pool.apply_async(_one_chunk, (task,)))
-            if len(pending) >= 2 * processes:
+            if len(pending) > processes:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
