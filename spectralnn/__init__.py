@@ -40,6 +40,8 @@ _LAZY = {
     # estimators need Keras at prediction time: import them only when asked for
     "Estimator": "spectralnn.estimators",
     "MassEstimator": "spectralnn.estimators",
+    "SpectralClassifier": "spectralnn.estimators",
+    "RedshiftEstimator": "spectralnn.estimators",
 }
 
 _SUBMODULES = {

@@ -41,7 +41,7 @@ from ._regions import attach_uncertainty, over_regions
 from .errors import BatchItemWarning
 from .flags import describe_flags
 
-__all__ = ["black_hole_mass"]
+__all__ = ["black_hole_mass", "classify", "redshift"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class _Task:
     error_unit: u.UnitBase
     physics: object = None  # name of a classic method (no network), if any
     estimator_options: tuple = ()  # (name, value) pairs for the cached estimator
+    result: object = None  # table -> result, for results that are not a Quantity
 
 
 def _virial_table(batch, *, z):
@@ -62,8 +63,19 @@ def _virial_table(batch, *, z):
     return virial_black_hole_mass(batch, z=z)
 
 
-#: task name -> description; later predictors (redshift, classify, find_dlas)
-#: add an entry here and a thin public shell
+#: columns `classify` returns, from the SpectralClassifier table
+_CLASS_COLUMNS = ("class", "class_prob", "prob_star", "prob_galaxy", "prob_qso", "bal",
+                  "bal_prob", "subclass", "subclass_prob", "flags")
+
+
+def _class_table(table):
+    from astropy.table import QTable
+
+    return QTable(table[[name for name in _CLASS_COLUMNS if name in table.colnames]])
+
+
+#: task name -> description; later predictors (find_dlas) add an entry here
+#: and a thin public shell
 _TASKS = {
     "black_hole_mass": _Task(
         estimator="MassEstimator",
@@ -72,6 +84,19 @@ _TASKS = {
         error_unit=u.dex,
         physics=("virial", _virial_table),
         estimator_options=(("virial", False),),
+    ),
+    "redshift": _Task(
+        estimator="RedshiftEstimator",
+        column="z",
+        unit=u.dimensionless_unscaled,
+        error_unit=u.dimensionless_unscaled,
+    ),
+    "classify": _Task(
+        estimator="SpectralClassifier",
+        column="class",
+        unit=u.dimensionless_unscaled,
+        error_unit=u.dimensionless_unscaled,
+        result=_class_table,
     ),
 }
 
@@ -119,6 +144,8 @@ def _compute(batch, *, task, method, z, estimator):
     """One task on one (possibly region-masked) batch: value with uncertainty."""
     if method == "network":
         table = _resolve_estimator(task, estimator).predict(batch, z=z)
+        if task.result is not None:
+            return task.result(table)
     else:
         table = task.physics[1](batch, z=z)
         _warn_missing(table, task.column, f"the {method} {task.column}")
@@ -148,7 +175,7 @@ def _analyze(name, spectra, regions, *, method, z=None, estimator=None):
 
     def one(batch):
         result = _compute(batch, task=task, method=method, z=z, estimator=estimator)
-        if not single and result.ndim == 0:  # keep one value per spectrum
+        if not single and getattr(result, "ndim", 1) == 0:  # one value per spectrum
             err = result.uncertainty
             result = result.reshape(1)
             result.uncertainty = err.reshape(1)
@@ -234,3 +261,86 @@ def black_hole_mass(
     """
     return _analyze("black_hole_mass", spectrum, regions, method=method, z=z,
                     estimator=estimator)
+
+
+def redshift(spectrum, regions=None, *, estimator=None):
+    """
+    Redshift of a spectrum (quasar, galaxy or star) from the network.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+        Observed-frame spectrum (or spectra).
+    regions : `~specutils.SpectralRegion` or list of them, optional
+        Restrict the spectrum to these observed-frame ranges (pixels outside
+        are masked). ``None`` (default): the whole spectrum; a list gives a
+        list of results.
+    estimator : `~spectralnn.estimators.RedshiftEstimator` or path, optional
+        The network. Default: the shipped default weights, loaded once per
+        session.
+
+    Returns
+    -------
+    z : `~astropy.units.Quantity` or list of them
+        Dimensionless redshift with ``z.uncertainty`` (1σ) and
+        ``z.uncertainty_type = 'std'``: a scalar for a 1-D spectrum, an array
+        for several, a list for a list of regions.
+
+    Raises
+    ------
+    spectralnn.errors.ModelFileError
+        When no default weights are installed and no ``estimator`` is given,
+        or the model file is invalid.
+
+    See Also
+    --------
+    spectralnn.estimators.RedshiftEstimator : the full table (lines used,
+        catastrophic risk, flags), batches, training.
+
+    Examples
+    --------
+    >>> from spectralnn.estimators import RedshiftEstimator
+    >>> from spectralnn.simulate import simulate_quasars
+    >>> est = RedshiftEstimator("resnet1d")  # an untrained network: fit it first
+    >>> redshift(simulate_quasars(1, seed=1), estimator=est)  # doctest: +SKIP
+    """
+    return _analyze("redshift", spectrum, regions, method="network", estimator=estimator)
+
+
+def classify(spectrum, regions=None, *, estimator=None):
+    """
+    Class (star, galaxy, quasar), BAL flag and subclass of a spectrum.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+        Observed-frame spectrum (or spectra).
+    regions : `~specutils.SpectralRegion` or list of them, optional
+        Restrict the spectrum to these observed-frame ranges (pixels outside
+        are masked). ``None`` (default): the whole spectrum; a list gives a
+        list of tables.
+    estimator : `~spectralnn.estimators.SpectralClassifier` or path, optional
+        The network. Default: the shipped default weights, loaded once per
+        session.
+
+    Returns
+    -------
+    table : `~astropy.table.QTable` or list of them
+        One row per spectrum (a class is a label, not a quantity): ``class``,
+        ``class_prob``, ``prob_star``, ``prob_galaxy``, ``prob_qso``, ``bal``,
+        ``bal_prob``, ``subclass``, ``subclass_prob`` and ``flags`` (see
+        `spectralnn.estimators.SpectralClassifier.predict`).
+
+    Raises
+    ------
+    spectralnn.errors.ModelFileError
+        When no default weights are installed and no ``estimator`` is given,
+        or the model file is invalid.
+
+    Examples
+    --------
+    >>> from spectralnn.estimators import SpectralClassifier
+    >>> clf = SpectralClassifier("resnet1d")  # an untrained network: fit it first
+    >>> classify(example_spectrum(), estimator=clf)  # doctest: +SKIP
+    """
+    return _analyze("classify", spectrum, regions, method="network", estimator=estimator)

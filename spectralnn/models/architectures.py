@@ -24,6 +24,13 @@ target) trained with the Gaussian negative log-likelihood:
     epoch, then `~spectralnn.models.layers.MaskedAttentionPooling` over the
     epochs (masked, so objects can have different numbers of epochs).
 
+`build_classifier` puts a softmax head on the ``resnet1d`` trunk instead, for
+classification (`spectralnn.estimators.SpectralClassifier`), and
+`build_position_regressor` flattens the trunk's last feature map instead of
+pooling it, for targets that are positions on the grid (a redshift on a
+log-λ grid is a shift: `spectralnn.estimators.RedshiftEstimator`), as
+QuasarNET does (Busca & Balland 2018).
+
 Keras is imported only when a network is built, so this module is cheap to
 import.
 
@@ -42,7 +49,9 @@ Examples
 
 __all__ = [
     "available_architectures",
+    "build_classifier",
     "build_model",
+    "build_position_regressor",
     "resolve_architecture",
     "training_schedule",
 ]
@@ -264,8 +273,14 @@ def _head(x, n_targets, loc, scale):
     return HeteroscedasticHead(n_targets, loc=loc, scale=scale, name="head")(x)
 
 
-def _resnet_encoder(x, opts, scalars=None):
-    """Residual 1-D CNN trunk ending in a feature vector (joined to ``scalars``)."""
+def _resnet_encoder(x, opts, scalars=None, *, keep_position=False):
+    """
+    Residual 1-D CNN trunk ending in a feature vector (joined to ``scalars``).
+
+    With ``keep_position`` the last feature map is flattened instead of
+    globally pooled, so the features know *where* on the grid a line is
+    (what a redshift needs; global pooling is translation invariant).
+    """
     from keras import layers
 
     filters = int(opts["filters"])
@@ -291,9 +306,12 @@ def _resnet_encoder(x, opts, scalars=None):
                 shortcut = layers.Conv1D(width, 1, use_bias=False)(shortcut)
                 shortcut = layers.BatchNormalization()(shortcut)
             x = layers.Activation("relu")(layers.Add()([y, shortcut]))
-    x = layers.Concatenate()(
-        [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
-    )
+    if keep_position:
+        x = layers.Flatten()(x)
+    else:
+        x = layers.Concatenate()(
+            [layers.GlobalAveragePooling1D()(x), layers.GlobalMaxPooling1D()(x)]
+        )
     if scalars is not None:
         x = layers.Concatenate()([x, scalars])
     x = layers.Dense(int(opts["dense_units"]), activation="relu")(x)
@@ -361,3 +379,157 @@ def _build_epoch_pooling(length, channels, n_targets, loc, scale, opts, name):
     )
     x = layers.Dense(int(opts["dense_units"]), activation="relu")(pooled)
     return keras.Model([spectra, mask], _head(x, n_targets, loc, scale), name=name)
+
+
+def build_classifier(
+    architecture,
+    input_length,
+    *,
+    n_classes,
+    n_channels=2,
+    options=None,
+    seed=None,
+    name=None,
+):
+    """
+    Build an (untrained) classification network: a trunk and a softmax head.
+
+    The trunk is the ``resnet1d`` encoder (residual 1-D convolutions, global
+    average + max pooling and a dense layer, see `build_model`); the head is
+    one ``Dense`` layer with a softmax over ``n_classes`` labels, trained with
+    the categorical cross-entropy. `spectralnn.estimators.SpectralClassifier`
+    uses joint (class, subclass) labels, so one softmax gives the class
+    probabilities (sums over a class's labels) and the subclass probabilities
+    at once.
+
+    Parameters
+    ----------
+    architecture : str
+        ``'resnet1d'`` (or its alias ``'default'``): the only trunk with a
+        classification head so far.
+    input_length : int
+        Number of pixels of the input grid.
+    n_classes : int
+        Number of labels of the softmax (at least 2).
+    n_channels : int, optional
+        Channels per pixel. Default 2.
+    options : dict, optional
+        Options of the trunk (see `resolve_architecture`).
+    seed : int, optional
+        Seed of the weight initialisation.
+    name : str, optional
+        Keras model name. Default ``'<architecture>_classifier'``.
+
+    Returns
+    -------
+    model : `keras.Model`
+        Input ``(batch, input_length, n_channels)``, output ``(batch,
+        n_classes)``: probabilities summing to one.
+
+    Raises
+    ------
+    ValueError
+        If the architecture has no classification head or ``n_classes < 2``.
+
+    Examples
+    --------
+    >>> model = build_classifier("resnet1d", 64, n_classes=4,
+    ...                          options={"filters": 4, "stages": 1})  # doctest: +SKIP
+    >>> model.output_shape  # doctest: +SKIP
+    (None, 4)
+    """
+    import keras
+    from keras import layers
+
+    canonical, opts = resolve_architecture(architecture, options)
+    if canonical != "resnet1d":
+        raise ValueError(
+            f"a classification head is available for 'resnet1d' only, not {canonical!r}"
+        )
+    n_classes = int(n_classes)
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2, got {n_classes}")
+    input_length = int(input_length)
+    if input_length < 8:
+        raise ValueError(f"input_length must be at least 8 pixels, got {input_length}")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    inputs = keras.Input((input_length, int(n_channels)), name="spectrum")
+    features = _resnet_encoder(inputs, opts)
+    probabilities = layers.Dense(n_classes, activation="softmax", name="probabilities")(
+        features)
+    return keras.Model(inputs, probabilities, name=name or f"{canonical}_classifier")
+
+
+def build_position_regressor(
+    architecture,
+    input_length,
+    *,
+    n_channels=2,
+    n_targets=1,
+    target_loc=0.0,
+    target_scale=1.0,
+    options=None,
+    seed=None,
+    name=None,
+):
+    """
+    Build a ``resnet1d`` regressor whose features keep the position on the grid.
+
+    The residual stages of ``resnet1d`` are followed by a ``Flatten`` of the
+    last feature map (not a global pooling, which is translation invariant),
+    a dense layer and a `~spectralnn.models.heads.HeteroscedasticHead`. A
+    redshift moves every line by the same amount on a log-λ grid, so it is
+    read from *where* the features fire: QuasarNET (Busca & Balland 2018,
+    arXiv:1808.09955) flattens its convolutional features for the same
+    reason.
+
+    Parameters
+    ----------
+    architecture : str
+        ``'resnet1d'`` (or ``'default'``).
+    input_length : int
+        Number of pixels of the input grid.
+    n_channels : int, optional
+        Channels per pixel. Default 2.
+    n_targets : int, optional
+        Number of targets. Default 1.
+    target_loc, target_scale : float, optional
+        Offset and scale of the targets, built into the head.
+    options : dict, optional
+        Options of the trunk (see `resolve_architecture`).
+    seed : int, optional
+        Seed of the weight initialisation.
+    name : str, optional
+        Keras model name.
+
+    Returns
+    -------
+    model : `keras.Model`
+        Input ``(batch, input_length, n_channels)``, output ``(batch, 2 *
+        n_targets)``: means, then log-variances.
+
+    Examples
+    --------
+    >>> model = build_position_regressor("resnet1d", 64,
+    ...                                  options={"filters": 4})  # doctest: +SKIP
+    >>> model.output_shape  # doctest: +SKIP
+    (None, 2)
+    """
+    import keras
+
+    canonical, opts = resolve_architecture(architecture, options)
+    if canonical != "resnet1d":
+        raise ValueError(
+            f"a position-keeping regressor is available for 'resnet1d' only, not "
+            f"{canonical!r}"
+        )
+    input_length = int(input_length)
+    if input_length < 8:
+        raise ValueError(f"input_length must be at least 8 pixels, got {input_length}")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    inputs = keras.Input((input_length, int(n_channels)), name="spectrum")
+    features = _resnet_encoder(inputs, opts, keep_position=True)
+    return keras.Model(inputs, _head(features, int(n_targets), target_loc, target_scale),
+                       name=name or f"{canonical}_position")
