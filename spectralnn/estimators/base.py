@@ -56,6 +56,19 @@ _ID_COLUMNS = ("object_id", "source", "plate", "mjd", "fiber", "z")
 _FLAG_UNUSABLE = "spectra could not be used (see the flags column)"
 
 
+#: Preprocessing of estimators that work before the redshift is known
+#: (classification, redshift): Galactic dereddening, resampling onto the
+#: observed-frame log-λ grid 3600–10000 Å with Δlog10λ = 1e-3 (QuasarNET's),
+#: median normalisation; flux, mask and error channels; 30 % coverage.
+OBSERVED_FRAME_PREPROCESSING = {
+    "steps": ["deredden", "resample", "normalize"],
+    "grid": {"start": 3600.0, "stop": 10000.0, "dloglam": 1e-3},
+    "normalization": "median",
+    "channels": ["flux", "mask", "ivar"],
+    "min_good_fraction": 0.3,
+}
+
+
 class Estimator:
     """
     Base class of the spectralnn predictors.

@@ -39,7 +39,7 @@ import numpy as np
 from astropy.table import QTable
 
 from ..logger import log
-from .base import Estimator, _take
+from .base import OBSERVED_FRAME_PREPROCESSING, Estimator, _take
 
 __all__ = ["SpectralClassifier", "CLASSES"]
 
@@ -83,13 +83,7 @@ class SpectralClassifier(Estimator):
     target_units = ("",)
     default_model_name = "classifier-default"
     target_calibration = "SDSS-style CLASS and SUBCLASS (BAL quasars a class of their own)"
-    default_preprocessing = {
-        "steps": ["deredden", "resample", "normalize"],
-        "grid": {"start": 3600.0, "stop": 10000.0, "dloglam": 1e-3},
-        "normalization": "median",
-        "channels": ["flux", "mask", "ivar"],
-        "min_good_fraction": 0.3,
-    }
+    default_preprocessing = OBSERVED_FRAME_PREPROCESSING
 
     def __init__(
         self,

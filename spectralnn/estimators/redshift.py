@@ -31,7 +31,7 @@ from astropy import units as u
 from scipy.special import erfc
 
 from ..lines import LINES
-from .base import Estimator
+from .base import OBSERVED_FRAME_PREPROCESSING, Estimator
 
 __all__ = ["RedshiftEstimator"]
 
@@ -76,13 +76,7 @@ class RedshiftEstimator(Estimator):
     target_units = ("",)
     default_model_name = "redshift-default"
     target_calibration = "spectroscopic redshift (the network predicts ln(1 + z))"
-    default_preprocessing = {
-        "steps": ["deredden", "resample", "normalize"],
-        "grid": {"start": 3600.0, "stop": 10000.0, "dloglam": 1e-3},
-        "normalization": "median",
-        "channels": ["flux", "mask", "ivar"],
-        "min_good_fraction": 0.3,
-    }
+    default_preprocessing = OBSERVED_FRAME_PREPROCESSING
 
     def __init__(
         self,
