@@ -97,3 +97,16 @@ def flag_bad_rows(flux, ivar, mask, flags, bad, flag, reason, *, hint="", stackl
         BatchItemWarning,
         stacklevel=stacklevel,
     )
+
+
+def positive_reciprocal(values):
+    """
+    ``1 / values`` where ``values > 0``, else 0 (ivar ↔ variance, no warnings).
+
+    Zero (or negative, or NaN) inverse variance means "no information", so its
+    variance contribution is 0 and the pixel must be masked by the caller; the
+    same rule turns a total variance of 0 back into an ivar of 0.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    positive = values > 0
+    return np.where(positive, 1.0 / np.where(positive, values, 1.0), 0.0)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from astropy import units as u
 
-from .._utils import per_spectrum, spectrum_or_batch
+from .._utils import per_spectrum, positive_reciprocal, spectrum_or_batch
 from ..batch import SpectrumBatch, as_batch
 from ..errors import InvalidSpectrumError, SpectralUnitsError
 from ..flags import Flag
@@ -572,12 +572,11 @@ def subtract_continuum(spectra, continuum):
     array([[1., 2., 3.]])
     """
     batch, cont = _pair(spectra, continuum)
-    with np.errstate(divide="ignore"):
-        var = np.where(batch.ivar > 0, 1.0 / np.where(batch.ivar > 0, batch.ivar, 1), 0)
-        var_c = np.where(cont.ivar > 0, 1.0 / np.where(cont.ivar > 0, cont.ivar, 1), 0)
+    var = positive_reciprocal(batch.ivar)
+    var_c = positive_reciprocal(cont.ivar)
     mask = batch.mask | cont.mask | ~(batch.ivar > 0)
     total = var + var_c
-    ivar = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
+    ivar = positive_reciprocal(total)
     return _result(
         spectra,
         batch,
@@ -623,13 +622,12 @@ def normalize_continuum(spectra, continuum):
     c = cont.flux
     pos = c > 0
     safe = np.where(pos, c, 1.0)
-    with np.errstate(divide="ignore"):
-        var = np.where(batch.ivar > 0, 1.0 / np.where(batch.ivar > 0, batch.ivar, 1), 0)
-        var_c = np.where(cont.ivar > 0, 1.0 / np.where(cont.ivar > 0, cont.ivar, 1), 0)
+    var = positive_reciprocal(batch.ivar)
+    var_c = positive_reciprocal(cont.ivar)
     ratio = batch.flux / safe
     total = var / safe**2 + ratio**2 * var_c / safe**2
     mask = batch.mask | cont.mask | ~pos | ~(batch.ivar > 0)
-    ivar = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
+    ivar = positive_reciprocal(total)
     return _result(
         spectra,
         batch,
