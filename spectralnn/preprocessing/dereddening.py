@@ -18,7 +18,7 @@ from ..batch import SpectrumBatch
 from ..errors import InvalidSpectrumError, WavelengthCoverageError
 from ..flags import Flag
 from ..logger import log
-from .resample import _input_frame, _is_single
+from .resample import _is_single
 
 __all__ = ["deredden", "extinction_model", "dust_model_names"]
 
@@ -180,13 +180,12 @@ def deredden(spectra, ebv=None, *, model="G23", r_v: float | None = None):
     >>> deredden(batch, ebv=0.1).flux  # doctest: +FLOAT_CMP
     array([[1.50019153, 1.329887  , 1.14856196]])
     """
-    return _deredden(spectra, ebv, model=model, r_v=r_v, strict=_is_single(spectra),
-                     frame=_input_frame(spectra))
+    return _deredden(spectra, ebv, model=model, r_v=r_v, strict=_is_single(spectra))
 
 
 @spectrum_or_batch
-def _deredden(batch, ebv, *, model, r_v, strict, frame):
-    if (frame or batch.frame) != "observed":
+def _deredden(batch, ebv, *, model, r_v, strict):
+    if batch.frame != "observed":
         raise InvalidSpectrumError(
             "deredden needs observed-frame spectra (Galactic dust acts on observed "
             "wavelengths); deredden before shifting to the rest frame"

@@ -17,7 +17,7 @@ from ..batch import SpectrumBatch
 from ..errors import InvalidSpectrumError
 from ..flags import Flag
 from ..logger import log
-from .resample import _input_frame, _is_single, log_wavelength_grid, resample
+from .resample import _is_single, log_wavelength_grid, resample
 
 __all__ = ["to_rest_frame", "to_observed_frame", "rest_frame_batch", "MIN_REDSHIFT"]
 
@@ -105,13 +105,12 @@ def to_rest_frame(spectra, z=None):
     (array([3000., 3001.]), array([[2., 2.]]), 'rest')
     """
     strict = _is_single(spectra)
-    return _to_rest_frame(spectra, z, strict=strict, frame=_input_frame(spectra))
+    return _to_rest_frame(spectra, z, strict=strict)
 
 
 @spectrum_or_batch
-def _to_rest_frame(batch, z, *, strict, frame):
-    frame = frame or batch.frame
-    if frame == "rest":
+def _to_rest_frame(batch, z, *, strict):
+    if batch.frame == "rest":
         raise InvalidSpectrumError("the spectra are already in the rest frame")
     z, bad = _resolve_redshift(batch, z, strict=strict,
                                action="shift to the rest frame")
@@ -155,13 +154,12 @@ def to_observed_frame(spectra, z=None):
     array([6000., 6002.])
     """
     strict = _is_single(spectra)
-    return _to_observed_frame(spectra, z, strict=strict, frame=_input_frame(spectra))
+    return _to_observed_frame(spectra, z, strict=strict)
 
 
 @spectrum_or_batch
-def _to_observed_frame(batch, z, *, strict, frame):
-    frame = frame or batch.frame
-    if frame != "rest":
+def _to_observed_frame(batch, z, *, strict):
+    if batch.frame != "rest":
         raise InvalidSpectrumError(
             "the spectra are already in the observed frame (frame='observed')"
         )

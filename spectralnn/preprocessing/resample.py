@@ -204,21 +204,6 @@ def _is_single(spectra):
     return isinstance(spectra, Spectrum) and spectra.flux.ndim == 1
 
 
-def _input_frame(spectra):
-    """
-    Return the frame a `specutils.Spectrum` records in ``meta['frame']``, or None.
-
-    `~spectralnn.SpectrumBatch.to_spectrum` writes it there; reading it back
-    keeps a rest-frame Spectrum in the rest frame through a Spectrum round trip.
-    """
-    from specutils import Spectrum
-
-    if isinstance(spectra, Spectrum):
-        frame = (spectra.meta or {}).get("frame")
-        return frame if frame in ("observed", "rest") else None
-    return None
-
-
 def resample(spectra, grid: u.Quantity):
     """
     Resample spectra onto a new wavelength grid, conserving flux.
@@ -269,12 +254,11 @@ def resample(spectra, grid: u.Quantity):
     >>> out.ivar  # doctest: +FLOAT_CMP
     array([[2., 2., 2., 2., 2.]])
     """
-    return _resample(spectra, grid, strict=_is_single(spectra),
-                     frame=_input_frame(spectra))
+    return _resample(spectra, grid, strict=_is_single(spectra))
 
 
 @spectrum_or_batch
-def _resample(batch, grid, *, strict, frame):
+def _resample(batch, grid, *, strict):
     """Worker of `resample`; ``strict`` raises instead of flagging."""
     target = np.asarray(quantity_value(grid, u.AA, "grid"), dtype=np.float64)
     if target.ndim != 1 or target.size < 2:
@@ -337,5 +321,5 @@ def _resample(batch, grid, *, strict, frame):
               target.size)
     return SpectrumBatch._from_arrays_unchecked(
         target.copy(), new_flux, new_ivar, new_mask, meta, batch.flux_unit,
-        frame or batch.frame,
+        batch.frame,
     )
