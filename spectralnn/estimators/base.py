@@ -603,13 +603,17 @@ class Estimator:
     def _compile(self, schedule):
         import keras
 
-        from ..models.heads import GaussianNLL
-
         optimizer = keras.optimizers.get(
             {"class_name": schedule["optimizer"],
              "config": {"learning_rate": schedule["learning_rate"]}}
         )
-        self._keras.compile(optimizer=optimizer, loss=GaussianNLL())
+        self._keras.compile(optimizer=optimizer, loss=self._loss())
+
+    def _loss(self):
+        """Training loss: Gaussian negative log-likelihood of the mean/variance head."""
+        from ..models.heads import GaussianNLL
+
+        return GaussianNLL()
 
     def _network_input(self, x):
         if self._epoch_model and not isinstance(x, list):

@@ -298,14 +298,8 @@ class SpectralClassifier(Estimator):
             name=self.metadata["name"].replace(" ", "_"),
         )
 
-    def _compile(self, schedule):
-        import keras
-
-        optimizer = keras.optimizers.get(
-            {"class_name": schedule["optimizer"],
-             "config": {"learning_rate": schedule["learning_rate"]}}
-        )
-        self._keras.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+    def _loss(self):
+        return "sparse_categorical_crossentropy"
 
     def _metrics(self, x, y):
         """Accuracies, purity and completeness per class on (x, y)."""
