@@ -59,8 +59,8 @@ def realism_table(root):
                     float(r["median_snr"]) > float(best[r["object_id"]]["median_snr"]):
                 best[r["object_id"]] = r
     real = quasar_features(read_spectra([str(root / r["path"]) for r in best.values()]))
-    sim = quasar_features(simulate_quasars(1200, seed=2024, z_range=(0.03, 0.75),
-                                           snr_range=(5.0, 60.0)))
+    sim = quasar_features(simulate_quasars(3000, seed=2024, z_range=(0.03, 0.75),
+                                           snr_range=None))
     idx = match_by_z_snr(real, sim, k=5)
     matched = sim[idx[idx >= 0]]
     cmp = compare_distributions(real, matched, FEATURES)

@@ -201,7 +201,7 @@ def _truncnorm(u, mean, sigma, lo, hi):
 # ------------------------------------------------------------------- parameters
 def _edd_mean(z):
     """Mean log Eddington ratio at redshift z (lower at low z: downsizing)."""
-    return np.clip(-1.0 + 1.5 * np.log10((1 + z) / 2.65), -1.7, -0.8)
+    return np.clip(-1.2 + 1.5 * np.log10((1 + z) / 2.65), -1.9, -1.0)
 
 
 def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
@@ -210,8 +210,13 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
     p = {}
     z = z_range[0] + d["z"] * (z_range[1] - z_range[0])
     p["z"] = z
+    # masses: anchored so that the catalogue-style (S11 Mg II) virial masses
+    # at 1.5 < z < 1.8 reproduce DR16Q / Chen et al. (2019): mean 8.56,
+    # std 0.43; lower at low redshift (downsizing). Eddington ratios are
+    # lognormal at fixed mass with a 0.4 dex dispersion and a mean of
+    # ~10^-1.2 at z ~ 1.6 (Shen et al. 2008, ApJ 680, 169), lower at low z
     p["log_mbh"] = _truncnorm(
-        d["mbh"], 8.55 + 1.2 * np.log10((1 + z) / 2.65), 0.40, 6.5, 10.5
+        d["mbh"], 8.7 + 0.8 * np.log10((1 + z) / 2.65), 0.4, 6.5, 10.5
     )
     p["log_edd_ratio"] = _truncnorm(d["edd"], _edd_mean(z), 0.4, -3.0, 0.5)
     if snr_range is not None:
@@ -282,11 +287,19 @@ def _derive(p):
         shape = _continuum_shape(wave * ones, p)[:, 0]
         p[f"log_lambda_l_{int(wave)}"] = np.log10(wave * p["llam3000"] * shape)
     fwhm = {}
-    for line in _VIRIAL_LINES:
+    for line in ("Hbeta", "CIV"):
         cal = VIRIAL_CALIBRATIONS[DEFAULT_CALIBRATIONS[line]]
         log_l44 = p[f"log_lambda_l_{int(_VIRIAL_L[line])}"] - 44.0
-        log_f = (p["log_mbh"] - cal.a - cal.b * log_l44 + p["width_eps"][line]) / cal.c
-        fwhm[line] = np.clip(10**log_f, 600.0, 30000.0)
+        log_f = (p["log_mbh"] - cal.a - cal.b * log_l44) / cal.c
+        if line == "Hbeta":
+            log_hbeta = log_f
+        fwhm[line] = np.clip(10 ** (log_f + p["width_eps"][line] / cal.c), 600.0, 30000.0)
+    # Mg II follows the Hβ width of the same black hole: as broad as Hβ in
+    # Population A (FWHM(Hβ) < 4000 km/s), ~20 % narrower in Population B
+    # (Marziani et al. 2013, A&A 555, A89)
+    log_ratio = np.log10(0.8) * 0.5 * (1 + np.tanh((log_hbeta - np.log10(4000.0)) / 0.05))
+    fwhm["MgII"] = np.clip(10 ** (log_hbeta + log_ratio + p["width_eps"]["MgII"] / 2.0),
+                           600.0, 30000.0)
     p["fwhm"] = fwhm
     return p
 

@@ -102,11 +102,19 @@ def test_virial_mass_consistent_with_widths(noiseless_quasars):
     assert set(meta["virial_line"][z < 0.8]) == {"Hbeta"}
     assert set(meta["virial_line"][(z > 0.8) & (z < 1.9)]) == {"MgII"}
     assert set(meta["virial_line"][z > 1.9]) == {"CIV"}
-    # the widths carry the 0.15 dex intrinsic scatter: 2000 draws give the
-    # std to 1.6 %, the mean to 0.004 dex
+    # Hβ and C IV widths carry the 0.15 dex intrinsic scatter about their
+    # calibrations: ~300 and ~1300 draws give the std to 4 % and 2 %
     diff = meta["virial_log_mbh"] - meta["log_mbh"]
-    assert abs(np.std(diff) - 0.15) < 0.015
-    assert abs(np.mean(diff)) < 0.015
+    for line, n_tol in (("Hbeta", 0.02), ("CIV", 0.015)):
+        sel = meta["virial_line"] == line
+        assert abs(np.std(diff[sel]) - 0.15) < n_tol, line
+        assert abs(np.mean(diff[sel])) < 0.03, line
+    # Mg II is ~20 % narrower than Hβ in Population B quasars (Marziani et
+    # al. 2013), so the S11 Mg II masses of these (low-luminosity, not
+    # flux-limited) quasars fall below the drawn mass on average
+    sel = meta["virial_line"] == "MgII"
+    assert -0.25 < np.mean(diff[sel]) < -0.08
+    assert np.std(diff[sel]) < 0.22
 
 
 def test_composite_line_peaks(noiseless_quasars):

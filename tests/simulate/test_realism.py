@@ -1,17 +1,23 @@
 """Realism of simulated quasars against real SDSS/BOSS spectra (issue 4).
 
+The simulated quasars take their S/N from their flux (magnitude-driven
+noise, ``snr_range=None``), so matching on z and S/N also matches
+luminosity, as a flux-limited survey does.
+
 Known gaps (medians more than 25 % apart; numbers of
-``simulate_quasars(800, seed=2024, z_range=(0.03, 0.75), snr_range=(5, 60))``
+``simulate_quasars(3000, seed=2024, z_range=(0.03, 0.75), snr_range=None)``
 matched 5:1 to the 72 real low-z AGN, see docs/simulator.rst):
 
-* Hβ FWHM: real 6700 km/s, simulated ~4400 km/s (the X-ray selected real AGN
-  are broader than the SDSS-quasar population the widths are drawn from);
-* Hβ EW: real 71 Å, simulated ~53 Å;
-* continuum slope: real -1.05, simulated ~-0.74 (host galaxy light of the
-  Shen et al. 2011 mean relation reddens the simulated low-L spectra);
-* R_FeII: real 0.14, simulated ~0.18.
+* R_FeII: real 0.14, simulated 0.22 (the Eddington-ratio scaling of the
+  optical Fe II strength is stronger in the simulation than in these
+  X-ray selected AGN, or the fit's Fe II templates miss part of the real
+  Fe II);
+* Mg II EW: real 41 Å, simulated 30 Å (26 %; only 32 real spectra cover
+  Mg II, whose median is uncertain by ~13 %).
 
-All spreads are within the factor 1.5.
+Within 25 %: continuum slope (real -1.05, simulated -1.30), Hβ FWHM
+(6700 / 5660 km/s), Hβ EW (71 / 62 Å), Mg II FWHM (5260 / 5260 km/s),
+[O III] EW (27 / 29 Å), S/N. All spreads are within the factor 1.5.
 """
 
 import csv
@@ -31,7 +37,7 @@ from spectralnn.simulate.realism import (
 
 #: Quantities whose median is not yet within 25 % (known gaps of the simulator,
 #: documented in docs/simulator.rst); their spreads are still asserted.
-KNOWN_MEDIAN_GAPS = {"continuum_slope", "Hbeta_fwhm", "Hbeta_ew", "r_feii"}
+KNOWN_MEDIAN_GAPS = {"r_feii", "MgII_ew"}
 #: Quantities whose 16-84 % range is not yet within a factor 1.5.
 KNOWN_SPREAD_GAPS = set()
 
@@ -56,8 +62,7 @@ def _real_quasars(root):
 def test_simulated_quasars_match_real(real_data):
     real = quasar_features(_real_quasars(real_data))
     assert len(real) > 60
-    sim_batch = simulate_quasars(800, seed=2024, z_range=(0.03, 0.75),
-                                 snr_range=(5.0, 60.0))
+    sim_batch = simulate_quasars(3000, seed=2024, z_range=(0.03, 0.75), snr_range=None)
     sim = quasar_features(sim_batch)
     idx = match_by_z_snr(real, sim, k=5)
     matched = sim[idx[idx >= 0]]
@@ -72,15 +77,16 @@ def test_simulated_quasars_match_real(real_data):
         if name not in KNOWN_SPREAD_GAPS:
             assert row["spread_ok"], f"{name}: spread ratio {row['spread_ratio']:.2f}"
     # a logistic regression on the measured features separates the samples
-    # imperfectly; guard against regressions (measured 0.77-0.79 with the
-    # physics of this version, 0.88-0.92 before the Eddington-ratio, Fe II and
-    # host-galaxy changes; a simulator with broken physics gives > 0.95)
+    # imperfectly; guard against regressions (measured 0.64 with the physics
+    # of this version, R_FeII the most telling feature; 0.77-0.79 with
+    # S/N drawn independently of flux, 0.88-0.92 before the Eddington-ratio,
+    # Fe II and host-galaxy changes; broken physics gives > 0.95)
     cols = ["continuum_slope", "Hbeta_fwhm", "Hbeta_ew", "OIII_5007_ew", "r_feii"]
     x_real = np.column_stack([np.asarray(getattr(real[c], "value", real[c])) for c in cols])
     x_sim = np.column_stack([np.asarray(getattr(matched[c], "value", matched[c]))
                              for c in cols])
     auc, _ = classifier_auc(x_real, x_sim, folds=5)
-    assert 0.5 <= auc < 0.85
+    assert 0.5 <= auc < 0.75
 
 
 def test_compare_distributions_detects_shift():
@@ -122,7 +128,7 @@ def test_match_by_z_snr_without_replacement():
 
 
 def test_quasar_features_recover_truth():
-    b = simulate_quasars(20, seed=9, z_range=(0.3, 0.6), snr_range=(40.0, 60.0),
+    b = simulate_quasars(40, seed=9, z_range=(0.3, 0.6), snr_range=(40.0, 60.0),
                          bal_fraction=0.0)
     t = quasar_features(b)
     true = b.meta["fwhm_hbeta"].value
@@ -131,8 +137,10 @@ def test_quasar_features_recover_truth():
     # components, Fe II blends and the narrow lines add scatter)
     assert np.nanmedian(np.abs(ratio - 1)) < 0.15
     # R_FeII of the joint fit follows the input (EW(Fe II 4434-4684)/EW(Hβ));
-    # the fit's two-template Fe II and the host galaxy scatter it by ~30 %
+    # the fit's two-template Fe II and the host galaxy scatter it by ~30 %;
+    # below R_FeII ~ 0.02 (2 % of Hβ) Fe II is not detectable
     r_in = b.meta["r_feii"]
     good = np.isfinite(t["r_feii"])
-    assert good.sum() >= 15
-    assert np.corrcoef(np.log(r_in[good]), np.log(np.clip(t["r_feii"][good], 1e-3, None)))[0, 1] > 0.7
+    assert good.sum() >= 30
+    r_out = np.clip(t["r_feii"][good], 0.02, None)
+    assert np.corrcoef(np.log(r_in[good]), np.log(r_out))[0, 1] > 0.7
