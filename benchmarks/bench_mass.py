@@ -144,7 +144,13 @@ def hold_out(est, path, n_virial):
 
 
 def multi_epoch(est, n_objects, n_epochs, seed):
-    """Single-epoch and pooled RMSE against each object's mean virial mass."""
+    """
+    Single-epoch and pooled RMSE against each object's mean virial mass.
+
+    Pooled: the inverse-variance weighted mean of `MassEstimator.predict_epochs`
+    and, when the model ships one, its learned pooling (``log_mbh_pooled``),
+    each with the coverage of its 68 % interval.
+    """
     from spectralnn.simulate import simulate_quasar_epochs
 
     batch = simulate_quasar_epochs(n_objects, n_epochs, seed=seed, z_range=(0.1, 4.8))
@@ -157,22 +163,27 @@ def multi_epoch(est, n_objects, n_epochs, seed):
         single = np.asarray(est.predict(batch)["log_mbh"].value).reshape(
             n_objects, n_epochs
         )
-        pooled = np.array(
-            [
-                est.predict_epochs(batch[i * n_epochs : (i + 1) * n_epochs])["log_mbh"][
-                    0
-                ].value
-                for i in range(n_objects)
-            ]
-        )
+        tables = [est.predict_epochs(batch[i * n_epochs : (i + 1) * n_epochs])
+                  for i in range(n_objects)]
+    pooled = np.array([t["log_mbh"][0].value for t in tables])
+    pooled_err = np.array([t["log_mbh_err"][0].value for t in tables])
     single_resid = single - obj_truth[:, None]
-    return {
+    out = {
         "n_objects": n_objects,
         "n_epochs": n_epochs,
         "seed": seed,
         "single_epoch_rmse": float(np.sqrt(np.nanmean(single_resid**2))),
         "pooled_rmse": float(np.sqrt(np.nanmean((pooled - obj_truth) ** 2))),
+        "pooled_coverage_68": float(np.nanmean(np.abs(pooled - obj_truth) < pooled_err)),
     }
+    if "log_mbh_pooled" in tables[0].colnames:
+        learned = np.array([t["log_mbh_pooled"][0].value for t in tables])
+        learned_err = np.array([t["log_mbh_pooled_err"][0].value for t in tables])
+        out["learned_pooled_rmse"] = float(np.sqrt(np.nanmean((learned - obj_truth) ** 2)))
+        out["learned_pooled_coverage_68"] = float(
+            np.nanmean(np.abs(learned - obj_truth) < learned_err)
+        )
+    return out
 
 
 def throughput(est, path, n, fits_n, fits_dir):

@@ -39,6 +39,7 @@ Unit("dex(solMass)")
 """
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from astropy import units as u
@@ -48,6 +49,7 @@ from ..batch import as_batch, concatenate
 from ..errors import SpectralNNError
 from ..logger import log
 from .base import Estimator, _mean_std
+from .pooling import EpochPooling, inverse_variance_mean
 
 __all__ = ["MassEstimator"]
 
@@ -122,6 +124,14 @@ class MassEstimator(Estimator):
         super().__init__(model, batch_size=batch_size, preprocessing=preprocessing,
                          architecture_options=architecture_options)
         self.virial = bool(virial)
+        #: learned pooling of per-epoch masses (`EpochPooling`), used by
+        #: `predict_epochs`; loaded from ``<model>-pooling.keras`` when present
+        self.pooling = None
+        path = getattr(self, "path", None)
+        if path is not None:
+            pooling_path = _pooling_path(path)
+            if pooling_path.is_file():
+                self.pooling = EpochPooling.load(pooling_path)
 
     def predict(self, spectra, *, z=None, ebv=None):
         """
@@ -196,8 +206,10 @@ class MassEstimator(Estimator):
             (inverse-variance weighted mean of the per-epoch network masses
             and its uncertainty), ``log_mbh_chi2`` (χ² of the epochs about
             that mean: large values mean variability beyond the predicted
-            errors) and, for an ``'epoch_pooling'`` network,
-            ``log_mbh_pooled``/``log_mbh_pooled_err`` from the learned pooling;
+            errors) and, when the estimator has a learned pooling (an
+            `EpochPooling` of the per-epoch masses, shipped with the default
+            model, or an ``'epoch_pooling'`` network of the spectra),
+            ``log_mbh_pooled``/``log_mbh_pooled_err`` from it;
             ``flags`` (OR of the epochs' flags).
         """
         self._require_trained()
@@ -210,16 +222,18 @@ class MassEstimator(Estimator):
         unit = u.Unit(self.metadata["target"]["units"][0])
         table = QTable()
         table["n_epochs"] = [int(ok.sum())]
-        if ok.any():
-            w = 1.0 / s[ok] ** 2
-            ivw = np.sum(w * m[ok]) / np.sum(w)
-            ivw_err = np.sqrt(1.0 / np.sum(w))
-            chi2 = float(np.sum(w * (m[ok] - ivw) ** 2))
-        else:
-            ivw = ivw_err = chi2 = np.nan
+        ivw, ivw_err = (v[0] for v in inverse_variance_mean(m[None], s[None], ok[None]))
+        chi2 = float(np.sum((m[ok] - ivw) ** 2 / s[ok] ** 2)) if ok.any() else np.nan
         table["log_mbh"] = [ivw] * unit
         table["log_mbh_err"] = [ivw_err] * u.dex
         table["log_mbh_chi2"] = [chi2]
+        if self.pooling is not None and not self._epoch_model:
+            snr = np.asarray(batch.snr, dtype=np.float64)
+            pooled, pooled_err = self.pooling.predict(
+                np.where(ok, m, np.nan)[None], s[None], snr[None]
+            )
+            table["log_mbh_pooled"] = [pooled[0]] * unit
+            table["log_mbh_pooled_err"] = [pooled_err[0]] * u.dex
         if self._epoch_model:
             pooled = pooled_err = np.nan
             if ok.any():
@@ -288,6 +302,100 @@ class MassEstimator(Estimator):
             raise ValueError("no object has a usable epoch and a finite target")
         return self._fit_arrays([x[keep], mask[keep]], y[keep].astype(np.float32),
                                 validation=validation, **_fit_defaults(options))
+
+
+    def fit_pooling(self, objects, targets, *, z=None, ebv=None, **options):
+        """
+        Train the learned pooling of per-epoch masses (`EpochPooling`).
+
+        The network of this estimator predicts every epoch; the pooling learns
+        to combine them into the objects' masses. `predict_epochs` then
+        reports it beside the inverse-variance weighted mean, and `save`
+        writes it beside the network (``<path>-pooling.keras``).
+
+        Parameters
+        ----------
+        objects : list
+            One entry per object: a `~spectralnn.SpectrumBatch` or list of
+            spectra holding its epochs.
+        targets : array-like or `~astropy.units.Quantity`
+            log M_BH per object.
+        z, ebv : array-like, optional
+            One value per object. Default: the spectra's meta.
+        **options
+            Passed to `EpochPooling.fit` (``epochs``, ``seed``, ...).
+
+        Returns
+        -------
+        self : `MassEstimator`
+
+        Examples
+        --------
+        .. doctest-requires:: keras
+
+            >>> from spectralnn import MassEstimator
+            >>> from spectralnn.simulate import simulate_quasar_epochs
+            >>> b = simulate_quasar_epochs(12, 3, seed=1, z_range=(1.0, 1.5))
+            >>> objs = [b[b.meta["object_id"] == i] for i in range(12)]
+            >>> y = [b.meta["virial_log_mbh"][b.meta["object_id"] == i].mean() for i in range(12)]
+            >>> est = MassEstimator(virial=False).fit_pooling(objs, y, epochs=2, seed=0)
+            >>> "log_mbh_pooled" in est.predict_epochs(objs[0]).colnames
+            True
+        """
+        self._require_trained()
+        groups = [as_batch(obj, on_invalid="flag") for obj in objects]
+        counts = np.array([len(g) for g in groups])
+        owner = np.repeat(np.arange(len(groups)), counts)
+        z_rows = None if z is None else np.asarray(z, dtype=np.float64)[owner]
+        ebv_rows = None if ebv is None else np.asarray(ebv, dtype=np.float64)[owner]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            flat = concatenate(groups)
+        prepared = self.pipeline(flat, z=z_rows, ebv=ebv_rows)
+        mean, std = self._run_network(prepared.network_inputs, prepared.usable)
+        shape = (len(groups), int(counts.max()))
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        m, s, snr = (np.full(shape, np.nan) for _ in range(3))
+        m[owner, slot], s[owner, slot] = mean[:, 0], std[:, 0]
+        snr[owner, slot] = np.asarray(flat.snr, dtype=np.float64)
+        y = self._targets(targets, _Rows(len(groups)))[:, 0]
+        self.pooling = EpochPooling().fit(m, s, snr, y, **options)
+        return self
+
+    def save(self, path, *, name=None, version=None, training_set=None):
+        """
+        Write the network, its metadata and, if trained, the epoch pooling.
+
+        Parameters
+        ----------
+        path : str or `~pathlib.Path`
+            Destination (``.keras`` suffix optional); the pooling goes to
+            ``<path>-pooling.keras``.
+        name, version : str, optional
+            Model name and version written to the metadata.
+        training_set : dict, optional
+            Description of the training set (merged into the metadata).
+
+        Returns
+        -------
+        path : `~pathlib.Path`
+            The network's ``.keras`` file.
+        """
+        written = super().save(path, name=name, version=version, training_set=training_set)
+        if self.pooling is not None and self.pooling.is_trained:
+            meta = dict(self.metadata)
+            meta["name"] = f"{meta['name']}-pooling"
+            meta["training_set"] = {"description": "per-epoch predictions of "
+                                    f"{meta['name'][:-8]} on simulated multi-epoch sets"}
+            meta["metrics"] = {}
+            self.pooling.save(_pooling_path(written), meta)
+        return written
+
+
+def _pooling_path(path):
+    """``<stem>-pooling.keras`` beside a model's ``.keras`` file."""
+    path = Path(path)
+    return path.with_name(f"{path.with_suffix('').name}-pooling.keras")
 
 
 class _Rows:
