@@ -170,6 +170,11 @@ class SpectrumBatch:
                 wq = np.broadcast_to(wave, flux.shape) * u.AA
                 flux_values = flux.to_value(unit, equivalencies=u.spectral_density(wq))
                 if ivar is not None:
+                    if np.shape(ivar) != flux.shape:
+                        raise InvalidSpectrumError(
+                            f"ivar shape {np.shape(ivar)} does not match flux shape "
+                            f"{flux.shape}"
+                        )
                     scale = (flux_values / np.where(flux.value == 0, 1, flux.value))
                     ivar = np.asarray(ivar, dtype=np.float64) / np.where(
                         scale == 0, 1, scale

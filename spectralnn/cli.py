@@ -70,7 +70,14 @@ def main(argv=None):
 
     Examples
     --------
-    >>> main(["example"])  # doctest: +SKIP
+    The same as ``spectralnn measure SPEC -o lines.ecsv`` in a shell:
+
+    >>> from spectralnn.datasets import example_spectrum_path
+    >>> out = getfixture("tmp_path") / "lines.ecsv"
+    >>> main(["measure", str(example_spectrum_path()), "-o", str(out)])
+    0
+    >>> out.exists()
+    True
     """
     parser = _build_parser()
     args = parser.parse_args(argv)

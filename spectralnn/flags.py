@@ -20,7 +20,16 @@ __all__ = ["Flag", "describe_flags"]
 
 
 class Flag(enum.IntFlag):
-    """Quality flags of a spectrum or of one result row."""
+    """
+    Quality flags of a spectrum or of one result row.
+
+    Examples
+    --------
+    >>> from spectralnn.flags import Flag
+    >>> value = Flag.LOW_SNR | Flag.OUT_OF_DOMAIN
+    >>> int(value), Flag.LOW_SNR in value, Flag.NO_DATA in value
+    (528, True, False)
+    """
 
     #: Some pixels had NaN/inf flux or invalid inverse variance and were masked.
     MASKED_PIXELS = 1

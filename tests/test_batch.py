@@ -100,6 +100,9 @@ def test_shape_mismatch():
         SpectrumBatch(WAVE[:10], np.ones(50), flux_unit=u.one)
     with pytest.raises(InvalidSpectrumError, match="ivar shape"):
         SpectrumBatch(WAVE, np.ones((2, 50)), np.ones((3, 50)), flux_unit=u.one)
+    # f_nu flux is converted per pixel: the ivar shape is checked first
+    with pytest.raises(InvalidSpectrumError, match="ivar shape"):
+        SpectrumBatch(WAVE, np.ones((2, 50)) * u.Jy, np.ones((3, 50)))
 
 
 def test_from_spectra_aligns_log_grids_exactly():

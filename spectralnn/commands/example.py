@@ -28,6 +28,14 @@ def add_arguments(parser):
     ----------
     parser : `argparse.ArgumentParser`
         The subcommand's parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="spectralnn example")
+    >>> add_arguments(parser)
+    >>> parser.parse_args([]).model
+    'default'
     """
     parser.add_argument("-o", "--output", default=None,
                         help="also write the table (ECSV) to this file")
@@ -118,6 +126,13 @@ def run(args):
     -------
     status : int
         0 on success.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> run(argparse.Namespace(model="default", output=None))  # doctest: +ELLIPSIS
+    spectralnn example: ...
+    0
     """
     table = example_table(args.model)
     out = sys.stdout

@@ -33,6 +33,15 @@ def add_arguments(parser):
     ----------
     parser : `argparse.ArgumentParser`
         The subcommand's parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="spectralnn measure")
+    >>> add_arguments(parser)
+    >>> args = parser.parse_args(["spec-0332-52367-0639.fits", "-o", "lines.ecsv"])
+    >>> args.files, args.profile
+    (['spec-0332-52367-0639.fits'], 'double_gaussian')
     """
     add_io_arguments(parser, batch_size=128)
     parser.add_argument("--lines", nargs="+", default=list(DEFAULT_MEASURE_LINES),
@@ -119,6 +128,19 @@ def run(args):
     -------
     status : int
         0 on success, 1 when nothing could be measured.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from astropy.table import QTable
+    >>> from spectralnn.datasets import example_spectrum_path
+    >>> parser = argparse.ArgumentParser(prog="spectralnn measure")
+    >>> add_arguments(parser)
+    >>> out = getfixture("tmp_path") / "lines.ecsv"
+    >>> run(parser.parse_args([str(example_spectrum_path()), "-o", str(out)]))
+    0
+    >>> str(QTable.read(out)["virial_line"][0])
+    'Hbeta'
     """
     from .. import __version__
     from ..lines import get_line

@@ -18,6 +18,15 @@ def add_arguments(parser):
     ----------
     parser : `argparse.ArgumentParser`
         The subcommand's parser.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser(prog="spectralnn simulate")
+    >>> add_arguments(parser)
+    >>> args = parser.parse_args(["--kind", "qso", "--n", "100", "-o", "qso.h5"])
+    >>> args.kind, args.n, args.survey, args.seed
+    ('qso', 100, 'SDSS', 0)
     """
     parser.add_argument("--kind", choices=("qso", "galaxy", "star", "mixed"),
                         default="mixed", help="objects to simulate (default: mixed)")
@@ -59,6 +68,19 @@ def run(args):
     -------
     status : int
         0 on success.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> from spectralnn.datasets import SpectrumDataset
+    >>> parser = argparse.ArgumentParser(prog="spectralnn simulate")
+    >>> add_arguments(parser)
+    >>> out = getfixture("tmp_path") / "stars.h5"
+    >>> run(parser.parse_args(["--kind", "star", "--n", "3", "-o", str(out), "--seed", "1"]))
+    0
+    >>> with SpectrumDataset(out) as dataset:
+    ...     len(dataset)
+    3
     """
     from .. import __version__
     from ..datasets import DatasetWriter

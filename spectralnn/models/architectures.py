@@ -6,14 +6,14 @@ Three architectures are provided, each ending in a
 target) trained with the Gaussian negative log-likelihood:
 
 ``"wren2021"``
-    The CNN-LSTM of Wren (2021, "Quasar mass machine learning"): three
+    The CNN-LSTM of Wren (2021, "Quasar mass machine learning") [1]_: three
     ``Conv1D`` layers with batch normalisation on the middle one, two ``LSTM``
     layers and two ``Dense`` layers, trained with Nadam at a learning rate of
     1e-3 and then 1e-5. The layer sequence and optimiser follow the thesis;
     widths, kernel sizes and the pooling that shortens the sequence before the
     LSTMs are options of `build_model` with our defaults.
 ``"resnet1d"`` (alias ``"default"``)
-    A residual 1-D convolutional network (He et al. 2016) with strided stages
+    A residual 1-D convolutional network (He et al. 2016 [2]_) with strided stages
     and global average + max pooling: fast on CPU, no recurrence, and
     insensitive to where a line falls on the grid. With ``n_scalars > 0`` it
     has a second input of per-spectrum numbers (e.g. the log luminosity and

@@ -4,8 +4,8 @@ Heteroscedastic Gaussian output head and its negative log-likelihood loss.
 Every spectralnn regression network ends in `HeteroscedasticHead`: for each
 target it predicts a mean and a log-variance, so every number the estimators
 return carries its own uncertainty. The head is trained with the Gaussian
-negative log-likelihood `GaussianNLL` (Nix & Weigend 1994; Kendall & Gal
-2017), which lets the network learn how uncertain it is on each spectrum.
+negative log-likelihood `GaussianNLL` (Nix & Weigend 1994 [1]_; Kendall & Gal
+2017 [2]_), which lets the network learn how uncertain it is on each spectrum.
 
 This module imports Keras (it defines Keras classes); the rest of
 `spectralnn.models` imports it lazily. Everything uses ``keras.ops`` only, so
@@ -126,6 +126,7 @@ class GaussianNLL(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
+        """Per-sample loss: `gaussian_nll` of the targets and the head's output."""
         return gaussian_nll(y_true, y_pred)
 
 
@@ -170,9 +171,11 @@ class HeteroscedasticHead(keras.layers.Layer):
         self.dense = keras.layers.Dense(2 * self.units, name="mean_log_var")
 
     def build(self, input_shape):
+        """Create the weights of the dense layer for ``input_shape``."""
         self.dense.build(input_shape)
 
     def call(self, inputs):
+        """Means and log-variances, ``(..., 2 * units)``, in the target units."""
         raw = self.dense(inputs)
         mean, log_var = split_mean_log_var(raw)
         loc = ops.convert_to_tensor(self.loc, dtype=raw.dtype)
@@ -183,6 +186,7 @@ class HeteroscedasticHead(keras.layers.Layer):
         )
 
     def compute_output_shape(self, input_shape):
+        """The input shape with the last axis replaced by ``2 * units``."""
         return (*input_shape[:-1], 2 * self.units)
 
     def get_config(self):

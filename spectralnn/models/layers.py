@@ -3,8 +3,8 @@ Custom Keras layers of spectralnn networks.
 
 `MaskedAttentionPooling` pools a variable number of per-epoch embeddings of one
 object (several spectra taken at different times) into one embedding: a
-deep-sets pooling (Zaheer et al. 2017) whose weights are learned by attention
-(Ilse, Tomczak & Welling 2018), with a mask so that padded epochs are ignored.
+deep-sets pooling (Zaheer et al. 2017 [1]_) whose weights are learned by attention
+(Ilse, Tomczak & Welling 2018 [2]_), with a mask so that padded epochs are ignored.
 
 Like `spectralnn.models.heads`, this module imports Keras and is only loaded
 when a network is built or read; it uses ``keras.ops`` only.
@@ -69,11 +69,13 @@ class MaskedAttentionPooling(keras.layers.Layer):
         self.score = keras.layers.Dense(1, name="score")
 
     def build(self, input_shape):
+        """Create the attention weights for ``[embeddings, mask]`` shapes."""
         emb_shape = input_shape[0]
         self.score_hidden.build(emb_shape)
         self.score.build((*emb_shape[:-1], self.hidden_units))
 
     def call(self, inputs):
+        """Pool ``[embeddings (N, E, D), mask (N, E)]`` into ``(N, 2 D)``."""
         embeddings, mask = inputs
         mask = ops.cast(mask, embeddings.dtype)
         scores = ops.squeeze(self.score(self.score_hidden(embeddings)), axis=-1)
@@ -88,6 +90,7 @@ class MaskedAttentionPooling(keras.layers.Layer):
         return ops.concatenate([attended, mean], axis=-1)
 
     def compute_output_shape(self, input_shape):
+        """``(N, 2 D)`` for embeddings of shape ``(N, E, D)``."""
         emb_shape = input_shape[0]
         return (emb_shape[0], 2 * emb_shape[-1])
 

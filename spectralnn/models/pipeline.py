@@ -216,6 +216,17 @@ class PipelineResult:
     scalars : `~numpy.ndarray` or None
         Standardised scalar inputs, float32, shape ``(N, S)``, when the
         preprocessing declares ``scalars`` (zeros for unusable rows).
+
+    Examples
+    --------
+    >>> import numpy as np, astropy.units as u
+    >>> from spectralnn import SpectrumBatch
+    >>> from spectralnn.models import Pipeline
+    >>> batch = SpectrumBatch(np.linspace(4000, 5000, 50) * u.AA,
+    ...                       np.full((2, 50), 3.0), np.ones((2, 50)), flux_unit=u.one)
+    >>> result = Pipeline({"steps": ["normalize"], "channels": ["flux", "mask"]})(batch)
+    >>> result.inputs.shape, result.usable.tolist(), result.scalars is None
+    ((2, 50, 2), [True, True], True)
     """
 
     inputs: np.ndarray

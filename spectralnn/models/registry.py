@@ -89,6 +89,15 @@ class LoadedModel:
         Validated metadata (see `validate_metadata`).
     path : `~pathlib.Path` or None
         The ``.keras`` file it was read from (None if built in memory).
+
+    Examples
+    --------
+    .. doctest-requires:: keras
+
+        >>> from spectralnn.models import load_model
+        >>> loaded = load_model("mass-default")
+        >>> loaded.metadata["task"], loaded.path.name, len(loaded.sha256)
+        ('black_hole_mass', 'mass-default.keras', 64)
     """
 
     model: object
@@ -420,8 +429,18 @@ def save_model(model, path, metadata):
 
     Examples
     --------
-    >>> from spectralnn.models import build_model, save_model  # doctest: +SKIP
-    >>> save_model(build_model("resnet1d", 512), "my-model", meta)  # doctest: +SKIP
+    Re-save the shipped mass model under a new name:
+
+    .. doctest-requires:: keras
+
+        >>> from spectralnn.models import load_model, save_model
+        >>> shipped = load_model("mass-default")
+        >>> metadata = dict(shipped.metadata, name="my-mass", version="0.1.0")
+        >>> path = save_model(shipped.model, getfixture("tmp_path") / "my-mass", metadata)
+        >>> sorted(p.name for p in path.parent.iterdir())
+        ['my-mass.json', 'my-mass.keras']
+        >>> load_model(path).metadata["name"]
+        'my-mass'
     """
     import keras
 

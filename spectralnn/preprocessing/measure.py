@@ -1048,7 +1048,24 @@ def line_flux(
     """
     Integrated flux of one emission line above the continuum, with its error.
 
-    Parameters are those of `equivalent_width`.
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum` or `~spectralnn.SpectrumBatch`
+        The spectrum (or spectra).
+    line : str, optional
+        A line name from `~spectralnn.lines.LINES`, measured in its rest-frame
+        window with `measure_lines` (needs ``z`` or ``meta['z']`` for an
+        observed-frame spectrum).
+    regions : `specutils.SpectralRegion`, optional
+        Instead of ``line``: one interval in the frame of the spectrum,
+        integrated as it is (no redshift correction).
+    continuum : float, `specutils.Spectrum` or `~spectralnn.SpectrumBatch`, optional
+        Continuum (a constant, or a model on the same grid). Default: a
+        straight line through the outer 15% of the window.
+    z : float, optional
+        Redshift, for ``line`` on an observed-frame spectrum.
+    profile : {'nonparametric', 'gaussian', 'double_gaussian'}, optional
+        How ``line`` is measured. Default 'nonparametric'.
 
     Returns
     -------
@@ -1083,7 +1100,24 @@ def line_fwhm(
     """
     FWHM of one emission line in km/s, with its error.
 
-    Parameters are those of `equivalent_width`.
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum` or `~spectralnn.SpectrumBatch`
+        The spectrum (or spectra).
+    line : str, optional
+        A line name from `~spectralnn.lines.LINES`, measured in its rest-frame
+        window with `measure_lines` (needs ``z`` or ``meta['z']`` for an
+        observed-frame spectrum).
+    regions : `specutils.SpectralRegion`, optional
+        Instead of ``line``: one interval in the frame of the spectrum,
+        integrated as it is (no redshift correction).
+    continuum : float, `specutils.Spectrum` or `~spectralnn.SpectrumBatch`, optional
+        Continuum (a constant, or a model on the same grid). Default: a
+        straight line through the outer 15% of the window.
+    z : float, optional
+        Redshift, for ``line`` on an observed-frame spectrum.
+    profile : {'nonparametric', 'gaussian', 'double_gaussian'}, optional
+        How ``line`` is measured. Default 'nonparametric'.
 
     Returns
     -------

@@ -68,6 +68,16 @@ def dla_incidence(z):
 
     ``ℓ(z) = 0.045 ((1+z)/3.5)^1.5``.
 
+    Parameters
+    ----------
+    z : float or array-like
+        Absorber redshift.
+
+    Returns
+    -------
+    incidence : float or `~numpy.ndarray`
+        DLAs per unit redshift, the shape of ``z``.
+
     Examples
     --------
     >>> round(float(dla_incidence(2.5)), 3)
@@ -79,6 +89,16 @@ def dla_incidence(z):
 def lls_incidence(z):
     """
     Lyman-limit systems (τ ≥ 1) per unit redshift, ``2.84 ((1+z)/4.5)^2.04``.
+
+    Parameters
+    ----------
+    z : float or array-like
+        Absorber redshift.
+
+    Returns
+    -------
+    incidence : float or `~numpy.ndarray`
+        Lyman-limit systems per unit redshift, the shape of ``z``.
 
     Examples
     --------
@@ -225,7 +245,26 @@ def draw_absorbers(z_qso, z_min, u, *, rate=1.0, max_dla=2, max_lls=2, max_metal
 
 
 def n_uniforms(max_dla=2, max_lls=2, max_metal=4):
-    """Return how many uniforms per sightline `draw_absorbers` needs."""
+    """
+    Return how many uniforms per sightline `draw_absorbers` needs.
+
+    Parameters
+    ----------
+    max_dla, max_lls, max_metal : int, optional
+        The array sizes given to `draw_absorbers` (default 2, 2, 4).
+
+    Returns
+    -------
+    k : int
+        ``3 + 3 max_dla + 3 max_lls + 4 max_metal``.
+
+    Examples
+    --------
+    >>> n_uniforms()
+    31
+    >>> n_uniforms(max_dla=1, max_lls=0, max_metal=0)
+    6
+    """
     return 3 + 3 * max_dla + 3 * max_lls + 4 * max_metal
 
 

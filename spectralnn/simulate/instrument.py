@@ -91,6 +91,17 @@ class Survey:
         (mag/arcsec²).
     reference : str
         Source of the numbers.
+
+    Examples
+    --------
+    The surveys the simulator knows are in `SURVEYS`:
+
+    >>> from spectralnn.simulate import SURVEYS
+    >>> sdss = SURVEYS["SDSS"]
+    >>> sdss.wave_min, sdss.wave_max, sdss.grid, sdss.step
+    (3800.0, 9200.0, 'log10', 0.0001)
+    >>> round(float(sdss.resolution_at(5000.0)))
+    1877
     """
 
     name: str
@@ -122,12 +133,27 @@ class Survey:
         return np.interp(wavelength, self.resolution_wave, self.resolution)
 
     def lsf_sigma(self, wavelength):
-        """Gaussian line-spread-function σ in Å at the given wavelengths."""
+        """
+        Gaussian line-spread-function σ in Å at the given wavelengths (Å).
+
+        Examples
+        --------
+        >>> round(float(SURVEYS["SDSS"].lsf_sigma(5000.0)), 2)
+        1.13
+        """
         wavelength = np.asarray(wavelength, dtype=np.float64)
         return wavelength / (self.resolution_at(wavelength) * _FWHM_SIGMA)
 
     def throughput_at(self, wavelength):
-        """End-to-end throughput at the given wavelengths (Å)."""
+        """
+        End-to-end throughput at the given wavelengths (Å).
+
+        Examples
+        --------
+        >>> sdss = SURVEYS["SDSS"]
+        >>> bool(sdss.throughput_at(sdss.throughput_peak) == sdss.throughput)
+        True
+        """
         wavelength = np.asarray(wavelength, dtype=np.float64)
         reach = max(
             abs(np.log(self.wave_min / self.throughput_peak)),

@@ -298,6 +298,17 @@ def compare_distributions(real, simulated, columns=FEATURES, *, median_tol=0.25,
         ``median_real``, ``median_sim``, ``median_rel_diff``, ``spread_real``,
         ``spread_sim`` (16–84 % ranges), ``spread_ratio`` (sim / real),
         ``median_ok``, ``spread_ok``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.table import Table
+    >>> rng = np.random.default_rng(0)
+    >>> real = Table({"snr": rng.normal(20, 5, 200)})
+    >>> simulated = Table({"snr": rng.normal(21, 5, 500)})
+    >>> row = compare_distributions(real, simulated, columns=["snr"])[0]
+    >>> bool(row["median_ok"]), bool(row["spread_ok"])
+    (True, True)
     """
     rows = []
     for col in columns:
@@ -323,6 +334,19 @@ def compare_distributions(real, simulated, columns=FEATURES, *, median_tol=0.25,
 def roc_auc(score, label):
     """
     Area under the ROC curve (Mann–Whitney U statistic, ties counted half).
+
+    Parameters
+    ----------
+    score : array-like
+        Classifier score per item (higher means more likely positive).
+    label : array-like of bool or int
+        True (1) for the positive items.
+
+    Returns
+    -------
+    auc : float
+        Probability that a random positive item scores above a random
+        negative one: 0.5 for a useless score, 1 for a perfect one.
 
     Examples
     --------
