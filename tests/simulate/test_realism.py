@@ -8,7 +8,7 @@ Known gaps (medians more than 25 % apart; numbers of
 ``simulate_quasars(3000, seed=2024, z_range=(0.03, 0.75), snr_range=None)``
 matched 5:1 to the 72 real low-z AGN, see docs/simulator.rst):
 
-* R_FeII: real 0.14, simulated 0.22 (the Eddington-ratio scaling of the
+* R_FeII: real 0.14, simulated 0.18-0.22 (the Eddington-ratio scaling of the
   optical Fe II strength is stronger in the simulation than in these
   X-ray selected AGN, or the fit's Fe II templates miss part of the real
   Fe II);
