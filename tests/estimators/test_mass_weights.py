@@ -178,3 +178,29 @@ def test_train_command_round_trip(tmp_path):
         simulate_spectra("qso", 3, seed=4, z_range=(0.5, 2.0)).__next__()
     )
     assert np.all(np.isfinite(table["log_mbh"].value))
+
+
+def test_shipped_epoch_pooling():
+    from spectralnn.estimators import MassEstimator
+    from spectralnn.simulate import simulate_quasar_epochs
+
+    # the learned pooling ships beside the network, hash-checked like it
+    path = find_model("mass-default-pooling")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["sha256"] == file_sha256(path)
+    assert meta["task"] == "black_hole_mass_pooling"
+    est = MassEstimator(virial=False)
+    assert est.pooling is not None and est.pooling.is_trained
+    # recorded by benchmarks/bench_mass.py --record on simulated 4-epoch sets:
+    # both poolings beat single epochs, the learned one also covers ~68 %
+    # where the inverse-variance mean's 1/sqrt(N) error is too small
+    multi = est.metadata["metrics"]["multi_epoch"]
+    assert multi["pooled_rmse"] < multi["single_epoch_rmse"]
+    assert multi["learned_pooled_rmse"] < multi["single_epoch_rmse"]
+    assert 0.6 < multi["learned_pooled_coverage_68"] < 0.8
+    b = simulate_quasar_epochs(1, 4, seed=77, z_range=(1.0, 1.5), snr_range=(5.0, 20.0))
+    row = est.predict_epochs(b)[0]
+    truth = b.meta["virial_log_mbh"].mean()
+    assert row["n_epochs"] == 4
+    assert abs(row["log_mbh_pooled"].value - truth) < 5 * row["log_mbh_pooled_err"].value
+    assert row["log_mbh_pooled_err"].value > 0
