@@ -281,19 +281,10 @@ class MassEstimator(Estimator):
                 "fit_epochs trains an 'epoch_pooling' network; this estimator holds a "
                 f"{self.architecture!r} one (use fit)"
             )
-        groups = [as_batch(obj, on_invalid="flag") for obj in objects]
-        counts = np.array([len(g) for g in groups])
-        owner = np.repeat(np.arange(len(groups)), counts)
-        z_rows = None if z is None else np.asarray(z, dtype=np.float64)[owner]
-        ebv_rows = None if ebv is None else np.asarray(ebv, dtype=np.float64)[owner]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            flat = concatenate(groups)
-        prepared = self.pipeline(flat, z=z_rows, ebv=ebv_rows)
-        n_obj, n_ep = len(groups), int(counts.max())
+        flat, prepared, owner, slot = self._prepare_objects(objects, z, ebv)
+        n_obj, n_ep = int(owner.max()) + 1, int(slot.max()) + 1
         x = np.zeros((n_obj, n_ep, *prepared.inputs.shape[1:]), dtype=np.float32)
         mask = np.zeros((n_obj, n_ep), dtype=np.float32)
-        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
         x[owner, slot] = prepared.inputs
         mask[owner, slot] = prepared.usable
         y = self._targets(targets, _Rows(n_obj))
@@ -303,6 +294,26 @@ class MassEstimator(Estimator):
         return self._fit_arrays([x[keep], mask[keep]], y[keep].astype(np.float32),
                                 validation=validation, **_fit_defaults(options))
 
+
+    def _prepare_objects(self, objects, z, ebv):
+        """
+        All epochs of all objects through the pipeline at once.
+
+        Returns the concatenated batch, its prepared inputs, and for every row
+        its object index and its epoch slot within that object.
+        """
+        groups = [as_batch(obj, on_invalid="flag") for obj in objects]
+        if not groups:
+            raise ValueError("no objects given")
+        counts = np.array([len(g) for g in groups])
+        owner = np.repeat(np.arange(len(groups)), counts)
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        z_rows = None if z is None else np.asarray(z, dtype=np.float64)[owner]
+        ebv_rows = None if ebv is None else np.asarray(ebv, dtype=np.float64)[owner]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            flat = concatenate(groups)
+        return flat, self.pipeline(flat, z=z_rows, ebv=ebv_rows), owner, slot
 
     def fit_pooling(self, objects, targets, *, z=None, ebv=None, **options):
         """
@@ -343,22 +354,13 @@ class MassEstimator(Estimator):
             True
         """
         self._require_trained()
-        groups = [as_batch(obj, on_invalid="flag") for obj in objects]
-        counts = np.array([len(g) for g in groups])
-        owner = np.repeat(np.arange(len(groups)), counts)
-        z_rows = None if z is None else np.asarray(z, dtype=np.float64)[owner]
-        ebv_rows = None if ebv is None else np.asarray(ebv, dtype=np.float64)[owner]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            flat = concatenate(groups)
-        prepared = self.pipeline(flat, z=z_rows, ebv=ebv_rows)
+        flat, prepared, owner, slot = self._prepare_objects(objects, z, ebv)
         mean, std = self._run_network(prepared.network_inputs, prepared.usable)
-        shape = (len(groups), int(counts.max()))
-        slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        shape = (int(owner.max()) + 1, int(slot.max()) + 1)
         m, s, snr = (np.full(shape, np.nan) for _ in range(3))
         m[owner, slot], s[owner, slot] = mean[:, 0], std[:, 0]
         snr[owner, slot] = np.asarray(flat.snr, dtype=np.float64)
-        y = self._targets(targets, _Rows(len(groups)))[:, 0]
+        y = self._targets(targets, _Rows(shape[0]))[:, 0]
         self.pooling = EpochPooling().fit(m, s, snr, y, **options)
         return self
 
