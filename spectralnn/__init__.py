@@ -42,6 +42,7 @@ _LAZY = {
     "MassEstimator": "spectralnn.estimators",
     "SpectralClassifier": "spectralnn.estimators",
     "RedshiftEstimator": "spectralnn.estimators",
+    "DLAFinder": "spectralnn.estimators",
 }
 
 _SUBMODULES = {

@@ -26,7 +26,7 @@ The classic virial mass needs no network:
 >>> from spectralnn.datasets import example_spectrum
 >>> mass = black_hole_mass(example_spectrum(), method="virial")
 >>> print(f"{mass.value:.2f} +/- {mass.uncertainty.value:.2f} {mass.unit}")
-8.38 +/- 0.02 dex(solMass)
+8.62 +/- 0.02 dex(solMass)
 """
 
 import functools
@@ -41,7 +41,7 @@ from ._regions import attach_uncertainty, over_regions
 from .errors import BatchItemWarning
 from .flags import describe_flags
 
-__all__ = ["black_hole_mass", "classify", "redshift"]
+__all__ = ["black_hole_mass", "classify", "find_dlas", "redshift"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,13 @@ _TASKS = {
         unit=u.dimensionless_unscaled,
         error_unit=u.dimensionless_unscaled,
         result=_class_table,
+    ),
+    "find_dlas": _Task(
+        estimator="DLAFinder",
+        column="log_nhi",
+        unit=u.dex(u.cm**-2),
+        error_unit=u.dex,
+        result=lambda table: table,
     ),
 }
 
@@ -247,17 +254,17 @@ def black_hole_mass(
     >>> from specutils import SpectralRegion
     >>> import astropy.units as u
     >>> from spectralnn.datasets import example_spectrum
-    >>> spectrum = example_spectrum()  # simulated, true virial mass 8.32
+    >>> spectrum = example_spectrum()  # simulated, true virial mass 8.60
     >>> mass = black_hole_mass(spectrum, method="virial")
     >>> round(float(mass.value), 2), round(float(mass.uncertainty.value), 2)
-    (8.38, 0.02)
+    (8.62, 0.02)
 
     Outside its region the spectrum is masked; Hβ lies at 6242 Å observed:
 
     >>> hbeta = SpectralRegion(5500 * u.AA, 7200 * u.AA)
     >>> [round(float(m.value), 1) for m in black_hole_mass(
     ...     spectrum, [hbeta, hbeta], method="virial")]
-    [8.4, 8.4]
+    [8.6, 8.6]
     """
     return _analyze("black_hole_mass", spectrum, regions, method=method, z=z,
                     estimator=estimator)
@@ -344,3 +351,46 @@ def classify(spectrum, regions=None, *, estimator=None):
     >>> classify(example_spectrum(), estimator=clf)  # doctest: +SKIP
     """
     return _analyze("classify", spectrum, regions, method="network", estimator=estimator)
+
+
+def find_dlas(spectrum, regions=None, *, z_qso=None, estimator=None):
+    """
+    Damped Lyα absorbers in the spectrum of a quasar.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+        Observed-frame quasar spectrum (or spectra), fluxed or
+        continuum-normalised.
+    regions : `~specutils.SpectralRegion` or list of them, optional
+        Search only these observed-frame ranges (pixels outside are masked).
+        ``None`` (default): the whole Lyα forest; a list gives a list of
+        tables.
+    z_qso : float or array-like, optional
+        Quasar redshift. Default ``spectrum.meta['z']``.
+    estimator : `~spectralnn.estimators.DLAFinder` or path, optional
+        The finder. Default: the shipped ``dla-default`` weights, loaded once
+        per session.
+
+    Returns
+    -------
+    absorbers : `~astropy.table.QTable` or list of them
+        One row per absorber found (empty when there is none): ``spectrum``,
+        ``z_qso``, ``z_abs``, ``z_abs_err``, ``log_nhi``, ``log_nhi_err``,
+        ``probability``, ``is_dla`` and ``flags`` (see
+        `spectralnn.estimators.DLAFinder.predict`).
+
+    Raises
+    ------
+    spectralnn.errors.ModelFileError
+        When no default weights are installed and no ``estimator`` is given.
+
+    Examples
+    --------
+    >>> from spectralnn.simulate import simulate_quasars
+    >>> qso = simulate_quasars(1, seed=3, z_range=(3.0, 3.5), dla_rate=5.0)
+    >>> find_dlas(qso).colnames[:4]  # doctest: +SKIP
+    ['spectrum', 'object_id', 'z_qso', 'z_abs']
+    """
+    return _analyze("find_dlas", spectrum, regions, method="network", z=z_qso,
+                    estimator=estimator)

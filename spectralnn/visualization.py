@@ -11,7 +11,7 @@ from astropy import units as u
 from .batch import as_batch
 from .errors import WavelengthCoverageError
 
-__all__ = ["plot_mass_fit"]
+__all__ = ["plot_dlas", "plot_mass_fit"]
 
 _C_KMS = 299792.458
 
@@ -154,4 +154,111 @@ def plot_mass_fit(spectrum, result_row=None, *, ax=None, line=None, z=None):
     if finite.any():
         top = np.nanpercentile(curves["flux"][finite], 99.5)
         ax.set_ylim(min(0.0, np.nanmin(curves["continuum"])), 1.15 * top)
+    return ax
+
+
+def _local_continuum(wave, flux, good, centre, half_width):
+    """Upper envelope (80th percentile) of the good flux beside an absorber."""
+    near = good & (np.abs(wave - centre) > half_width) & (np.abs(wave - centre) < 3 * half_width)
+    if near.sum() < 5:
+        near = good & (np.abs(wave - centre) < 4 * half_width)
+    return float(np.percentile(flux[near], 80)) if near.any() else np.nan
+
+
+def plot_dlas(spectrum, absorbers=None, *, ax=None, z_qso=None, finder=None):
+    """
+    Plot a quasar's Lyα forest with its damped Lyα absorbers and their Voigt profiles.
+
+    The observed spectrum is drawn over rest-frame 900–1250 Å of the quasar;
+    each absorber is marked at its Lyα (and Lyβ) wavelength, and its Voigt
+    profile (`spectralnn.physics.tau_voigt`, b = 30 km/s, Lyα and Lyβ) is
+    drawn on a local continuum level (the 80th percentile of the flux beside
+    the trough).
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum` or `~spectralnn.SpectrumBatch`
+        One observed-frame quasar spectrum (the first row of a batch is used).
+    absorbers : `~astropy.table.QTable`, optional
+        Absorbers of this spectrum (columns ``z_abs`` and ``log_nhi``; rows
+        with another ``spectrum`` index than 0 are ignored). Default: found
+        here with ``finder``.
+    ax : `matplotlib.axes.Axes`, optional
+        Where to draw. Default: a new figure.
+    z_qso : float, optional
+        Quasar redshift. Default: ``meta['z']``.
+    finder : `~spectralnn.estimators.DLAFinder`, optional
+        Used when ``absorbers`` is None. Default: the shipped weights.
+
+    Returns
+    -------
+    ax : `matplotlib.axes.Axes`
+        The axes drawn on.
+
+    Raises
+    ------
+    ValueError
+        If the redshift is unknown.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from astropy.table import QTable
+    >>> from spectralnn.simulate import simulate_quasars
+    >>> qso = simulate_quasars(1, seed=4, z_range=(3.0, 3.2))
+    >>> found = QTable({"spectrum": [0], "z_abs": [2.8], "log_nhi": [20.8]})
+    >>> ax = plot_dlas(qso, found)
+    >>> ax.get_xlabel()
+    'Observed wavelength [Angstrom]'
+    """
+    import matplotlib.pyplot as plt
+
+    from ._utils import per_spectrum
+    from .physics.voigt import LYMAN_LINES, damped_equivalent_width, tau_voigt
+
+    batch = as_batch(spectrum)[:1]
+    zq = float(per_spectrum(batch, z_qso, "z", default=np.nan)[0])
+    if not np.isfinite(zq):
+        raise ValueError("the quasar redshift is unknown: pass z_qso")
+    if absorbers is None:
+        from .estimators import DLAFinder
+
+        absorbers = (finder or DLAFinder()).predict(batch, z_qso=zq)
+    if "spectrum" in absorbers.colnames:
+        absorbers = absorbers[np.asarray(absorbers["spectrum"]) == 0]
+    wave = batch.wavelength_2d[0]
+    window = (wave >= 900.0 * (1 + zq)) & (wave <= 1250.0 * (1 + zq))
+    good = batch.good[0] & window
+    if good.any():  # profiles only where the spectrum has data
+        window &= (wave >= wave[good][0]) & (wave <= wave[good][-1])
+    flux = batch.flux[0]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(wave[window], np.where(good, flux, np.nan)[window], color="0.4", lw=0.6,
+            drawstyle="steps-mid", label="spectrum")
+    lya, lyb = LYMAN_LINES["Lya"][0], LYMAN_LINES["Lyb"][0]
+    for i, row in enumerate(absorbers):
+        za = float(row["z_abs"])
+        logn = float(getattr(row["log_nhi"], "value", row["log_nhi"]))
+        width = damped_equivalent_width(logn).value * (1 + za)
+        centre = lya * (1 + za)
+        level = _local_continuum(wave, flux, good, centre, width)
+        near = window & (np.abs(wave - centre) < 4 * width)
+        near |= window & (np.abs(wave - lyb * (1 + za)) < 2 * width)
+        tau = tau_voigt(wave[near], za, logn) + tau_voigt(wave[near], za, logn, line="Lyb")
+        color = f"C{i % 10}"
+        ax.plot(wave[near], level * np.exp(-tau), color=color, lw=1.3,
+                label=f"z = {za:.4f}, log N = {logn:.2f}")
+        ax.axvline(centre, color=color, lw=0.8, ls=":")
+    ax.axvline(lya * (1 + zq), color="k", lw=0.6, ls="--")
+    ax.set_xlabel("Observed wavelength [Angstrom]")
+    ax.set_ylabel(f"Flux density [{u.Unit(batch.flux_unit).to_string()}]")
+    ax.set_title(f"Damped Lyα absorbers (z_qso = {zq:.3f}): {len(absorbers)} found")
+    if len(absorbers):
+        ax.legend(loc="upper left", fontsize="small")
+    finite = np.isfinite(flux[good])
+    if finite.any():
+        ax.set_ylim(min(0.0, np.nanpercentile(flux[good], 1)),
+                    1.2 * np.nanpercentile(flux[good], 99.5))
     return ax

@@ -10,5 +10,7 @@ when a network is built, loaded or run, so importing this subpackage is cheap.
 
 from .base import *  # noqa: F403
 from .classify import *  # noqa: F403
+from .dla import *  # noqa: F403
 from .mass import *  # noqa: F403
+from .pooling import *  # noqa: F403
 from .redshift import *  # noqa: F403

@@ -46,7 +46,18 @@ from ..models._compat import keras_numpy_warnings as _keras_numpy_warnings
 from ..models.architectures import available_architectures, resolve_architecture
 from ..models.pipeline import Pipeline
 from ..models.registry import LoadedModel, load_model, save_model
-from ._streaming import is_dataset_input, iter_input_batches
+from ._streaming import (
+    NetworkOutputs,
+    check_chunk_size,
+    dataset_targets,
+    epoch_callback,
+    is_dataset_input,
+    iter_input_batches,
+    open_rows,
+    split_dataset_rows,
+    stream_outputs,
+    training_stream,
+)
 
 __all__ = ["Estimator"]
 
@@ -54,6 +65,10 @@ __all__ = ["Estimator"]
 _ID_COLUMNS = ("object_id", "source", "plate", "mjd", "fiber", "z")
 
 _FLAG_UNUSABLE = "spectra could not be used (see the flags column)"
+
+#: truth column each task learns when `Estimator.fit` is given no targets
+#: (the simulators' columns; a subclass may set ``default_target_column``)
+_DEFAULT_TARGET_COLUMNS = {"black_hole_mass": "virial_log_mbh", "redshift": "z"}
 
 
 #: Preprocessing of estimators that work before the redshift is known
@@ -98,6 +113,17 @@ class Estimator:
         another task.
     ValueError
         If a setting is invalid.
+
+    Examples
+    --------
+    `Estimator` is not used on its own: each task subclasses it and declares
+    its targets, preprocessing and default weights.
+
+    >>> from spectralnn.estimators import Estimator, MassEstimator
+    >>> issubclass(MassEstimator, Estimator)
+    True
+    >>> MassEstimator.task, MassEstimator.target_names, MassEstimator.default_model_name
+    ('black_hole_mass', ('log_mbh',), 'mass-default')
     """
 
     #: task string written to and checked against the model metadata
@@ -111,6 +137,8 @@ class Estimator:
     default_preprocessing = {"steps": ["normalize"]}
     #: what the target mimics, e.g. a virial calibration (for table meta)
     target_calibration = ""
+    #: meta column learned by `fit` when no targets are given (None: per task)
+    default_target_column = None
 
     def __init__(
         self,
@@ -311,6 +339,8 @@ class Estimator:
 
     def _forward(self, x):
         """Network output for inputs already on the model grid, in batches."""
+        if isinstance(x, NetworkOutputs):  # a streamed dataset, already run
+            return x.outputs
         parts = []
         n = len(x[0]) if isinstance(x, list) else len(x)
         for start in range(0, n, self.batch_size):
@@ -342,7 +372,7 @@ class Estimator:
             if name in batch.meta.colnames:
                 table[name] = batch.meta[name]
         target = self.metadata["target"]
-        for i, (name, unit) in enumerate(zip(target["names"], target["units"])):
+        for i, (name, unit) in enumerate(zip(target["names"], target["units"], strict=True)):
             unit = u.Unit(unit)
             table[name] = mean[:, i] * unit
             table[f"{name}_err"] = std[:, i] * _error_unit(unit)
@@ -368,10 +398,18 @@ class Estimator:
         }
 
     # --------------------------------------------------------------- training
+    def _default_targets(self):
+        """The meta column learned when no targets are given (None if none)."""
+        return self.default_target_column or _DEFAULT_TARGET_COLUMNS.get(self.task)
+
     def _targets(self, targets, batch):
         """Targets as a float (N, k) array in the target units (a copy)."""
         names = self.metadata["target"]["names"]
         units = [u.Unit(unit) for unit in self.metadata["target"]["units"]]
+        if targets is None:
+            raise ValueError(
+                f"{type(self).__name__}.fit needs targets: an array, or the name of a "
+                "meta (truth) column")
         if isinstance(targets, str):
             targets = batch.meta[targets]
         if isinstance(targets, u.Quantity):
@@ -389,7 +427,28 @@ class Estimator:
             )
         return values
 
-    def _prepare_training(self, spectra, targets, z=None, ebv=None):
+    def _prepare_training(self, spectra, targets, z=None, ebv=None, *, chunk_size=None):
+        """
+        Network inputs and targets of the usable spectra with a finite target.
+
+        For an HDF5 dataset (which is never read whole) the network is run
+        over it chunk by chunk and its outputs (`_streaming.NetworkOutputs`)
+        stand in for the inputs: `_forward` passes them through, so metrics
+        and calibration work unchanged. That needs a trained network.
+        """
+        if targets is None:
+            targets = self._default_targets()
+        if is_dataset_input(spectra):
+            if self._keras is None:
+                raise ValueError(
+                    "evaluating a dataset needs a trained network; fit(dataset) streams "
+                    "the dataset itself")
+            chunk = check_chunk_size(chunk_size)
+            with open_rows(spectra) as (ds, rows):
+                y = dataset_targets(self, ds, rows, targets)
+                return stream_outputs(self, ds, rows, y, chunk_size=chunk,
+                                      z=_per_file_row(z, rows, len(ds)),
+                                      ebv=_per_file_row(ebv, rows, len(ds)))
         batch = as_batch(spectra, on_invalid="flag")
         y = self._targets(targets, batch)
         prepared = self.pipeline(batch, z=z, ebv=ebv)
@@ -404,7 +463,7 @@ class Estimator:
     def fit(
         self,
         spectra,
-        targets,
+        targets=None,
         *,
         validation=0.1,
         epochs: int = 100,
@@ -418,21 +477,30 @@ class Estimator:
         ebv=None,
         seed: int | None = None,
         verbose: int = 0,
+        chunk_size: int | None = None,
     ):
         """
         Train the network (building it first for a new architecture).
 
         Parameters
         ----------
-        spectra : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
-            Training spectra (not modified).
-        targets : array-like, `~astropy.units.Quantity` or str
+        spectra : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch`, path(s) or dataset
+            Training spectra (not modified). An HDF5 dataset
+            (`~spectralnn.datasets.SpectrumDataset`, or the path of a ``.h5``
+            file) is streamed: read and preprocessed ``chunk_size`` spectra at
+            a time, never loaded whole (see Notes).
+        targets : array-like, `~astropy.units.Quantity` or str, optional
             Target per spectrum, shape ``(N,)`` or ``(N, k)``, in the target
-            units (a Quantity is converted), or the name of a meta column.
-            Rows with NaN targets are left out.
+            units (a Quantity is converted), or the name of a meta (truth)
+            column. Default: the estimator's truth column
+            (``virial_log_mbh`` for `~spectralnn.estimators.MassEstimator`,
+            ``z`` for `~spectralnn.estimators.RedshiftEstimator`). Rows with
+            NaN targets are left out.
         validation : float, tuple or None, optional
             Fraction of the spectra held out at random (default 0.1), or a
             ``(spectra, targets)`` tuple, or None for no validation set.
+            For a dataset, its ``split`` column is used when it has one,
+            else the fraction is held out by object (see Notes).
             Early stopping and the learning-rate drop monitor the validation
             loss when there is one, the training loss otherwise.
         epochs : int, optional
@@ -461,31 +529,176 @@ class Estimator:
             Seed of the validation split, weight initialisation and shuffling.
         verbose : int, optional
             Keras verbosity. Default 0.
+        chunk_size : int, optional
+            For a dataset: spectra read and preprocessed at a time, which
+            bounds the memory (the preprocessing of SDSS-length spectra, 3840
+            pixels, needs about 0.6 MB per spectrum while it runs). Default
+            1024.
 
         Returns
         -------
         self : `Estimator`
             The fitted estimator; ``history`` and ``metadata['metrics']`` are
             updated.
+
+        Notes
+        -----
+        Training from a dataset streams it through a `keras.utils.PyDataset`:
+        the targets (and their mean and spread, which set the output
+        scaling) come from the label column alone; each epoch the file's
+        blocks of rows (its HDF5 chunks) are visited in a new seeded order,
+        grouped into chunks of ``chunk_size`` spectra, preprocessed and
+        shuffled within the chunk. Spectra the preprocessing cannot use are
+        given a zero weight in their batch. The validation rows come from the
+        dataset's ``split`` column ('train' / 'validation'; 'test' rows are
+        never read) when it has one, else a fraction ``validation`` of the
+        objects is held out with `spectralnn.datasets.split_by_object`
+        (seeded; epochs of one object stay together). The metrics are
+        computed by running the network over the validation rows chunk by
+        chunk.
+
+        Examples
+        --------
+        Train a tiny network for one epoch, streaming a small dataset:
+
+        .. doctest-requires:: keras
+
+            >>> from spectralnn.datasets import write_dataset
+            >>> from spectralnn.estimators import MassEstimator
+            >>> from spectralnn.simulate import simulate_quasars
+            >>> path = write_dataset(simulate_quasars(20, seed=1, z_range=(0.5, 1.5)),
+            ...                      getfixture("tmp_path") / "qso.h5")
+            >>> est = MassEstimator("resnet1d", architecture_options={
+            ...     "filters": 4, "stages": 1, "dense_units": 8})
+            >>> est.fit(path, epochs=1, chunk_size=8, seed=0).is_trained
+            True
+            >>> est.metadata["training_set"]["chunk_size"]
+            8
         """
+        if is_dataset_input(spectra):
+            return self._fit_dataset(
+                spectra, targets, validation=validation, z=z, ebv=ebv, seed=seed,
+                chunk_size=chunk_size, epochs=epochs, batch_size=batch_size,
+                learning_rate=learning_rate, patience=patience, callbacks=callbacks,
+                checkpoint_dir=checkpoint_dir, resume=resume, verbose=verbose,
+            )
         x, y = self._prepare_training(spectra, targets, z, ebv)
         if isinstance(validation, tuple):
-            validation = self._prepare_training(validation[0], validation[1])
+            source, val_targets = validation
+            if is_dataset_input(source):  # in-memory training: read it too
+                from ..batch import concatenate
+
+                source = concatenate(list(iter_input_batches(source, 4096)))
+            validation = self._prepare_training(source, val_targets)
         return self._fit_arrays(
             x, y, validation=validation, epochs=epochs, batch_size=batch_size,
             learning_rate=learning_rate, patience=patience, callbacks=callbacks,
             checkpoint_dir=checkpoint_dir, resume=resume, seed=seed, verbose=verbose,
         )
 
+    def _fit_dataset(self, spectra, targets, *, validation, z, ebv, seed, chunk_size,
+                     epochs, batch_size, learning_rate, patience, callbacks,
+                     checkpoint_dir, resume, verbose, oversample=None):
+        """
+        Train on an HDF5 dataset, streamed (see `fit`).
+
+        ``oversample(y, rng)``, when given, returns the positions (with
+        repeats) of the training rows to use, from their targets (e.g. class
+        balancing); it is applied once, after the validation split.
+        """
+        import contextlib
+
+        import keras
+
+        _check_fit_options(epochs, resume, checkpoint_dir)
+        chunk = check_chunk_size(chunk_size)
+        if seed is not None:
+            keras.utils.set_random_seed(int(seed))
+        train_batch = int(batch_size or min(self.batch_size, 64))
+        if targets is None:
+            targets = self._default_targets()
+        with contextlib.ExitStack() as stack:
+            ds, rows = stack.enter_context(open_rows(spectra))
+            z_file, ebv_file = (_per_file_row(v, rows, len(ds)) for v in (z, ebv))
+            y = dataset_targets(self, ds, rows, targets)
+            finite = np.all(np.isfinite(y), axis=1)
+            if not finite.any():
+                raise ValueError(f"no spectrum of {ds.path} has a finite target")
+            if not finite.all():
+                log.info("%d spectra left out of training (NaN target)", int((~finite).sum()))
+            rows, y = rows[finite], y[finite].astype(np.float32)
+
+            def streamed(d, r, t, **kw):  # validation: batches as Keras' default
+                return training_stream(d, r, t, self, batch_size=train_batch,
+                                       chunk_size=chunk, shuffle=False, seed=0, **kw)
+
+            on_arrays = on_rows = None  # what the metrics are computed on
+            if isinstance(validation, tuple):
+                train, _, how = split_dataset_rows(ds, rows, None, seed)
+                source, val_targets = validation
+                val_targets = targets if val_targets is None else val_targets
+                if is_dataset_input(source):
+                    vds, vrows = stack.enter_context(open_rows(source))
+                    vy = dataset_targets(self, vds, vrows, val_targets)
+                    ok = np.all(np.isfinite(vy), axis=1)
+                    on_rows = (vds, vrows[ok], vy[ok].astype(np.float32), None, None)
+                    val_data = streamed(*on_rows[:3])
+                else:
+                    xv, yv = self._prepare_training(source, val_targets)
+                    on_arrays = val_data = (self._network_input(xv), yv)
+                n_val = len(val_data[1]) if on_arrays else len(on_rows[1])
+                how += "; validation spectra given"
+            else:
+                train, val, how = split_dataset_rows(ds, rows, validation, seed)
+                val_data, n_val = None, 0
+                if val is not None:
+                    on_rows = (ds, rows[val], y[val], z_file, ebv_file)
+                    val_data = streamed(*on_rows[:3], z=z_file, ebv=ebv_file)
+                    n_val = len(val)
+            train_rows, train_y = rows[train], y[train]
+            if on_rows is None and on_arrays is None:
+                on_rows = (ds, train_rows, train_y, z_file, ebv_file)
+
+            def evaluate():
+                if on_arrays is not None:
+                    return on_arrays
+                d, r, t, z_rows, ebv_rows = on_rows
+                return stream_outputs(self, d, r, t, chunk_size=chunk, z=z_rows, ebv=ebv_rows)
+
+            if oversample is not None:
+                picked = np.asarray(oversample(train_y, np.random.default_rng(seed)))
+                train_rows, train_y = train_rows[picked], train_y[picked]
+            stream = training_stream(ds, train_rows, train_y, self, batch_size=train_batch,
+                                     chunk_size=chunk, shuffle=True, seed=seed,
+                                     z=z_file, ebv=ebv_file)
+            log.info("training on %d spectra of %s streamed in chunks of %d (validation: %s)",
+                     len(train_rows), ds.path.name, chunk, how)
+            self._train(
+                # Keras must not shuffle the batches: the stream orders them by chunk
+                {"x": stream, "shuffle": False}, val_data,
+                build=lambda: (_as_list(stream[0][0]), train_y), evaluate=evaluate,
+                n_train=len(train_rows), n_validation=n_val, epochs=epochs,
+                learning_rate=learning_rate, patience=patience, callbacks=callbacks,
+                checkpoint_dir=checkpoint_dir, resume=resume, verbose=verbose,
+            )
+        if stream.n_unusable:
+            log.info("%d training spectra were unusable after preprocessing (weight 0)",
+                     stream.n_unusable)
+        self.metadata["training_set"] = {
+            **self.metadata.get("training_set", {}),
+            "streamed": True,
+            "chunk_size": chunk,
+            "validation_rows": how,
+            "n_unusable": stream.n_unusable,
+        }
+        return self
+
     def _fit_arrays(self, x, y, *, validation, epochs, batch_size, learning_rate,
                     patience, callbacks, checkpoint_dir, resume, seed, verbose):
         """Train on network inputs ``x`` (array or list of arrays) and targets ``y``."""
         import keras
 
-        if epochs < 1:
-            raise ValueError(f"epochs must be positive, got {epochs}")
-        if resume and checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir")
+        _check_fit_options(epochs, resume, checkpoint_dir)
         rng = np.random.default_rng(seed)
         if seed is not None:
             keras.utils.set_random_seed(int(seed))
@@ -502,6 +715,30 @@ class Estimator:
                 raise ValueError("too few spectra to hold out a validation set")
             x_val, y_val = _take(x, order[:n_val]), y[order[:n_val]]
             x, y = _take(x, order[n_val:]), y[order[n_val:]]
+        train_batch = int(batch_size or min(self.batch_size, 64))
+        return self._train(
+            {"x": x, "y": y, "batch_size": train_batch, "shuffle": True},
+            None if x_val is None else (x_val, y_val),
+            build=lambda: (x, y),
+            evaluate=lambda: (x, y) if x_val is None else (x_val, y_val),
+            n_train=len(y), n_validation=0 if y_val is None else len(y_val),
+            epochs=epochs, learning_rate=learning_rate, patience=patience,
+            callbacks=callbacks, checkpoint_dir=checkpoint_dir, resume=resume,
+            verbose=verbose,
+        )
+
+    def _train(self, data, validation_data, *, build, evaluate, n_train, n_validation,
+               epochs, learning_rate, patience, callbacks, checkpoint_dir, resume, verbose):
+        """
+        The Keras training loop shared by in-memory and streamed training.
+
+        ``data`` holds the arguments of `keras.Model.fit` that carry the
+        training data (arrays with a batch size, or a ``PyDataset``);
+        ``build()`` returns the ``(x, y)`` a new network is built from (input
+        shape, target mean and spread); ``evaluate()`` the ``(x, y)`` the
+        metrics are computed on.
+        """
+        import keras
 
         schedule = self._schedule(learning_rate)
         initial_epoch, history = 0, {}
@@ -510,7 +747,7 @@ class Estimator:
             self._keras, initial_epoch, history = _load_checkpoint(checkpoint)
             log.info("resuming training from epoch %d (%s)", initial_epoch, checkpoint)
         elif self._keras is None:
-            self._build(x, y)
+            self._build(*build())
         if initial_epoch == 0 or not self._keras.compiled:
             self._compile(schedule)
         if initial_epoch >= epochs:
@@ -518,7 +755,7 @@ class Estimator:
             self.history = history
             return self
 
-        monitor = "val_loss" if x_val is not None else "loss"
+        monitor = "val_loss" if validation_data is not None else "loss"
         cbs = [
             keras.callbacks.EarlyStopping(monitor=monitor, patience=patience,
                                           restore_best_weights=True),
@@ -538,16 +775,14 @@ class Estimator:
                 _state_callback(checkpoint, history),
             ]
         cbs += list(callbacks or [])
-        train_batch = int(batch_size or min(self.batch_size, 64))
+        if hasattr(data["x"], "set_epoch"):  # a stream: a new order at every epoch
+            cbs.insert(0, epoch_callback(data["x"]))
         with _keras_numpy_warnings():
             result = self._keras.fit(
-                x,
-                y,
-                validation_data=None if x_val is None else (x_val, y_val),
+                **data,
+                validation_data=validation_data,
                 epochs=int(epochs),
                 initial_epoch=initial_epoch,
-                batch_size=train_batch,
-                shuffle=True,
                 callbacks=cbs,
                 verbose=verbose,
             )
@@ -555,15 +790,15 @@ class Estimator:
             history.setdefault(key, []).extend(float(v) for v in values)
         self.history = history
         self.metadata.pop("uncertainty", None)  # new weights: recalibrate
-        x_eval, y_eval = (x_val, y_val) if x_val is not None else (x, y)
+        x_eval, y_eval = evaluate()
         self.metadata["metrics"] = {
-            "evaluated_on": "validation" if x_val is not None else "training",
+            "evaluated_on": "validation" if validation_data is not None else "training",
             **self._metrics(x_eval, y_eval),
         }
         self.metadata["training_set"] = {
             **self.metadata.get("training_set", {}),
-            "n_train": int(len(y)),
-            "n_validation": int(0 if y_val is None else len(y_val)),
+            "n_train": int(n_train),
+            "n_validation": int(n_validation),
             "epochs_run": len(history.get("loss", [])),
         }
         self.metadata["sha256"] = ""  # the weights changed: no file matches them
@@ -616,7 +851,7 @@ class Estimator:
         return GaussianNLL()
 
     def _network_input(self, x):
-        if self._epoch_model and not isinstance(x, list):
+        if self._epoch_model and not isinstance(x, (list, NetworkOutputs)):
             return [x[:, None], np.ones((len(x), 1), dtype=np.float32)]
         return x
 
@@ -806,6 +1041,35 @@ def _load_checkpoint(folder):
         raise ModelFileError(f"cannot resume from {folder}: {exc}") from exc
     history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
     return model, int(state["epoch"]), history
+
+
+def _as_list(x):
+    """Several network inputs as a list (a stream yields them as a tuple)."""
+    return list(x) if isinstance(x, tuple) else x
+
+
+def _check_fit_options(epochs, resume, checkpoint_dir):
+    if epochs < 1:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir")
+
+
+def _per_file_row(value, rows, n_file):
+    """
+    A per-spectrum argument of a dataset input, indexed by file row.
+
+    ``value`` has one entry per selected row (in ``rows`` order); scalars and
+    None pass through.
+    """
+    if value is None or np.ndim(value) == 0:
+        return value
+    value = np.asarray(value, dtype=np.float64)
+    if value.shape != (len(rows),):
+        raise ValueError(f"got {value.shape[0]} values for {len(rows)} spectra")
+    out = np.full(n_file, np.nan)
+    out[rows] = value
+    return out
 
 
 def _chunk_of(value, start, stop):

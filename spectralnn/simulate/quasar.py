@@ -32,9 +32,12 @@ Physics and sources:
 * **Broad lines**: two Gaussians (core σ and base k σ, k ∈ [1.8, 3], base
   flux fraction 0.15–0.5) with independent offsets (core 0.25 σ scatter,
   base redshifted by 0.4 ± 0.6 σ: Population B red asymmetry, Marziani et al.
-  2009, A&A 495, 83), scaled so the profile's FWHM is the target. Target FWHMs invert the calibrations Hβ VP06, Mg II S11, C IV
-  VP06 (`spectralnn.physics.VIRIAL_CALIBRATIONS`) with an intrinsic scatter
-  ``width_scatter`` (default 0.15 dex in log FWHM²); Hα has 0.9 × FWHM(Hβ)
+  2009, A&A 495, 83), scaled so the profile's FWHM is the target. Target
+  FWHMs invert the calibrations Hβ VP06 and C IV VP06
+  (`spectralnn.physics.VIRIAL_CALIBRATIONS`); Mg II is as broad as Hβ in
+  Population A and 20 % narrower in Population B (Marziani et al. 2013, A&A
+  555, A89); each line has an intrinsic scatter ``width_scatter`` (default
+  0.15 dex in log FWHM²); Hα has 0.9 × FWHM(Hβ)
   (Greene & Ho 2005), the other Balmer and He lines the Hβ width, Lyα, N V,
   Si IV, He II λ1640, O VI the C IV width, C III] the Mg II width.
 * **Equivalent widths**: composite-spectrum values (Vanden Berk et al. 2001,
@@ -806,7 +809,8 @@ def simulate_quasars(
         ``virial_log_mbh`` and ``virial_line`` (Hβ VP06 below z = 0.8,
         Mg II S11 below 1.9, C IV VP06 above, from the noiseless FWHM and
         luminosity), ``fwhm_lya/civ/ciii/mgii/hbeta/halpha`` (km/s),
-        ``civ_blueshift``, ``r_feii`` (EW(Fe II 4434–4684)/EW(Hβ)), ``host_fraction_5100``, ``ebv``, ``snr``,
+        ``civ_blueshift``, ``r_feii`` (EW(Fe II 4434–4684)/EW(Hβ)),
+        ``host_fraction_5100``, ``ebv``, ``snr``,
         ``mag_u``…``mag_z`` (observed AB, extinction included; forest as its
         mean), ``bal``, ``bal_bi`` (BALnicity index), ``bal_vmin/vmax``,
         ``n_dla``, ``dla1_z``, ``dla1_log_nhi``, ``dla2_z``,
