@@ -36,12 +36,12 @@ _TASKS = {
     "mass": ("spectralnn.estimators.mass:MassEstimator", "virial_log_mbh"),
     "redshift": ("spectralnn.estimators.redshift:RedshiftEstimator", "z"),
     "classifier": ("spectralnn.estimators.classify:SpectralClassifier", None),
+    # trained on the simulator's absorber truth columns (dla1_z, ...)
+    "dla": ("spectralnn.estimators.dla:DLAFinder", "dla1_z"),
 }
 
 #: network inputs (bytes) above which the dataset is streamed by default
 STREAM_THRESHOLD = 2 * 1024**3
-#: DLA finder: trained on the simulator's absorber truth columns (dla1_z, ...)
-_TASKS["dla"] = ("spectralnn.estimators.dla:DLAFinder", "dla1_z")
 
 
 def add_arguments(parser):

@@ -124,14 +124,24 @@ class MassEstimator(Estimator):
         super().__init__(model, batch_size=batch_size, preprocessing=preprocessing,
                          architecture_options=architecture_options)
         self.virial = bool(virial)
-        #: learned pooling of per-epoch masses (`EpochPooling`), used by
-        #: `predict_epochs`; loaded from ``<model>-pooling.keras`` when present
-        self.pooling = None
+        self._pooling = None
         path = getattr(self, "path", None)
-        if path is not None:
-            pooling_path = _pooling_path(path)
-            if pooling_path.is_file():
-                self.pooling = EpochPooling.load(pooling_path)
+        self._pooling_file = None if path is None else _pooling_path(path)
+
+    @property
+    def pooling(self):
+        """
+        Learned pooling of per-epoch masses (`EpochPooling`), or None.
+
+        Used by `predict_epochs`; read on first use from
+        ``<model>-pooling.keras`` beside the network when that file exists,
+        or set by `fit_pooling`.
+        """
+        if self._pooling is None and self._pooling_file is not None:
+            if self._pooling_file.is_file():
+                self._pooling = EpochPooling.load(self._pooling_file)
+            self._pooling_file = None  # looked once
+        return self._pooling
 
     def predict(self, spectra, *, z=None, ebv=None):
         """
@@ -227,14 +237,14 @@ class MassEstimator(Estimator):
         table["log_mbh"] = [ivw] * unit
         table["log_mbh_err"] = [ivw_err] * u.dex
         table["log_mbh_chi2"] = [chi2]
-        if self.pooling is not None and not self._epoch_model:
+        if not self._epoch_model and self.pooling is not None:
             snr = np.asarray(batch.snr, dtype=np.float64)
             pooled, pooled_err = self.pooling.predict(
                 np.where(ok, m, np.nan)[None], s[None], snr[None]
             )
             table["log_mbh_pooled"] = [pooled[0]] * unit
             table["log_mbh_pooled_err"] = [pooled_err[0]] * u.dex
-        if self._epoch_model:
+        elif self._epoch_model:
             pooled = pooled_err = np.nan
             if ok.any():
                 x = prepared.inputs[ok][None]
@@ -361,7 +371,8 @@ class MassEstimator(Estimator):
         m[owner, slot], s[owner, slot] = mean[:, 0], std[:, 0]
         snr[owner, slot] = np.asarray(flat.snr, dtype=np.float64)
         y = self._targets(targets, _Rows(shape[0]))[:, 0]
-        self.pooling = EpochPooling().fit(m, s, snr, y, **options)
+        self._pooling = EpochPooling().fit(m, s, snr, y, **options)
+        self._pooling_file = None
         return self
 
     def save(self, path, *, name=None, version=None, training_set=None):
@@ -385,10 +396,11 @@ class MassEstimator(Estimator):
         """
         written = super().save(path, name=name, version=version, training_set=training_set)
         if self.pooling is not None and self.pooling.is_trained:
+            network = self.metadata["name"]
             meta = dict(self.metadata)
-            meta["name"] = f"{meta['name']}-pooling"
-            meta["training_set"] = {"description": "per-epoch predictions of "
-                                    f"{meta['name'][:-8]} on simulated multi-epoch sets"}
+            meta["name"] = f"{network}-pooling"
+            meta["training_set"] = {"description": f"per-epoch predictions of {network} "
+                                    "on simulated multi-epoch sets"}
             meta["metrics"] = {}
             self.pooling.save(_pooling_path(written), meta)
         return written
