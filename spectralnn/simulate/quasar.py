@@ -289,20 +289,22 @@ def _derive(p):
     for wave in (1350.0, 3000.0, 5100.0):
         shape = _continuum_shape(wave * ones, p)[:, 0]
         p[f"log_lambda_l_{int(wave)}"] = np.log10(wave * p["llam3000"] * shape)
-    fwhm = {}
+    # log FWHM of the calibration without scatter, and its FWHM² exponent
+    log_f, power = {}, {}
     for line in ("Hbeta", "CIV"):
         cal = VIRIAL_CALIBRATIONS[DEFAULT_CALIBRATIONS[line]]
         log_l44 = p[f"log_lambda_l_{int(_VIRIAL_L[line])}"] - 44.0
-        log_f = (p["log_mbh"] - cal.a - cal.b * log_l44) / cal.c
-        if line == "Hbeta":
-            log_hbeta = log_f
-        fwhm[line] = np.clip(10 ** (log_f + p["width_eps"][line] / cal.c), 600.0, 30000.0)
+        log_f[line] = (p["log_mbh"] - cal.a - cal.b * log_l44) / cal.c
+        power[line] = cal.c
     # Mg II follows the Hβ width of the same black hole: as broad as Hβ in
     # Population A (FWHM(Hβ) < 4000 km/s), ~20 % narrower in Population B
     # (Marziani et al. 2013, A&A 555, A89)
-    log_ratio = np.log10(0.8) * 0.5 * (1 + np.tanh((log_hbeta - np.log10(4000.0)) / 0.05))
-    fwhm["MgII"] = np.clip(10 ** (log_hbeta + log_ratio + p["width_eps"]["MgII"] / 2.0),
-                           600.0, 30000.0)
+    pop_b = 0.5 * (1 + np.tanh((log_f["Hbeta"] - np.log10(4000.0)) / 0.05))
+    log_f["MgII"] = log_f["Hbeta"] + np.log10(0.8) * pop_b
+    power["MgII"] = 2.0
+    fwhm = {line: np.clip(10 ** (log_f[line] + p["width_eps"][line] / power[line]),
+                          600.0, 30000.0)
+            for line in log_f}
     p["fwhm"] = fwhm
     return p
 
