@@ -43,6 +43,8 @@ _LAZY = {
     "SpectralClassifier": "spectralnn.estimators",
     "RedshiftEstimator": "spectralnn.estimators",
     "DLAFinder": "spectralnn.estimators",
+    "ISMEstimator": "spectralnn.estimators",
+    "SpectrumAutoencoder": "spectralnn.estimators",
 }
 
 _SUBMODULES = {

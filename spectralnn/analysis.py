@@ -41,7 +41,7 @@ from ._regions import attach_uncertainty, over_regions
 from .errors import BatchItemWarning
 from .flags import describe_flags
 
-__all__ = ["black_hole_mass", "classify", "find_dlas", "redshift"]
+__all__ = ["anomaly_score", "black_hole_mass", "classify", "find_dlas", "redshift"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,12 @@ _TASKS = {
         unit=u.dex(u.cm**-2),
         error_unit=u.dex,
         result=lambda table: table,
+    ),
+    "anomaly_score": _Task(
+        estimator="SpectrumAutoencoder",
+        column="chi2_per_pixel",
+        unit=u.dimensionless_unscaled,
+        error_unit=u.dimensionless_unscaled,
     ),
 }
 
@@ -393,4 +399,58 @@ def find_dlas(spectrum, regions=None, *, z_qso=None, estimator=None):
     ['spectrum', 'object_id', 'z_qso', 'z_abs']
     """
     return _analyze("find_dlas", spectrum, regions, method="network", z=z_qso,
+                    estimator=estimator)
+
+
+def anomaly_score(spectrum, regions=None, *, estimator=None):
+    r"""
+    How unusual a spectrum is: the autoencoder's reconstruction χ² per pixel.
+
+    The spectrum is encoded into a few latents and decoded back by
+    `spectralnn.estimators.SpectrumAutoencoder`; the score is the χ² of the
+    reconstruction per good pixel, against the spectrum's inverse variance
+    resampled onto the model grid (masked pixels, and with ``regions`` the
+    pixels outside them, left out). About 1 for a spectrum like those the
+    network was trained on, drawn to within its noise; larger for one it
+    cannot draw.
+
+    Parameters
+    ----------
+    spectrum : `specutils.Spectrum`, list, `~spectralnn.SpectrumBatch` or path(s)
+        Observed-frame spectrum (or spectra).
+    regions : `~specutils.SpectralRegion` or list of them, optional
+        Score only these observed-frame ranges. ``None`` (default): the whole
+        spectrum; a list gives a list of results.
+    estimator : `~spectralnn.estimators.SpectrumAutoencoder` or path, optional
+        The network. Default: the shipped ``autoencoder-default`` weights,
+        loaded once per session.
+
+    Returns
+    -------
+    score : `~astropy.units.Quantity` or list of them
+        Dimensionless χ² per pixel with ``score.uncertainty``, its spread for
+        a spectrum drawn to within its noise (:math:`\sqrt{2/N}` for N good
+        pixels): a scalar for a 1-D spectrum, an array for several, a list
+        for a list of regions.
+
+    Raises
+    ------
+    spectralnn.errors.ModelFileError
+        When no default weights are installed and no ``estimator`` is given.
+
+    See Also
+    --------
+    spectralnn.estimators.SpectrumAutoencoder : latents, reconstructions,
+        flags and training.
+
+    Examples
+    --------
+    .. doctest-requires:: keras
+
+        >>> from spectralnn.simulate import simulate_stars
+        >>> score = anomaly_score(simulate_stars(1, seed=2))
+        >>> bool(score > 0), bool(score.uncertainty < 0.1)
+        (True, True)
+    """
+    return _analyze("anomaly_score", spectrum, regions, method="network",
                     estimator=estimator)

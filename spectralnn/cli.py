@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "simulate": ("simulate", "simulate spectra into an HDF5 dataset"),
     "predict": ("predict", "run a trained model on spectra"),
     "train": ("train", "train a model"),
+    "tune": ("tune", "search network hyperparameters (keras-tuner)"),
 }
 
 

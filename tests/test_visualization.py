@@ -57,3 +57,36 @@ def test_plot_mass_fit_without_line_raises():
         # at z = 0.7 the 3800-9200 Å spectrum is 2235-5410 Å rest: it misses
         # both the Mg II (2200-3090 Å) and the Hβ (4435-5535 Å) fitting ranges
         plot_mass_fit(example_spectrum(), z=0.7)
+
+
+def test_plot_confusion_matrix_rows_are_fractions_of_the_true_class():
+    from spectralnn.visualization import plot_confusion_matrix
+
+    true = ["QSO"] * 4 + ["STAR"] * 2 + ["GALAXY"]
+    pred = ["QSO", "QSO", "QSO", "STAR", "STAR", "GALAXY", "GALAXY"]
+    ax = plot_confusion_matrix(true, pred, labels=["STAR", "GALAXY", "QSO"])
+    shown = ax.images[0].get_array()
+    np.testing.assert_allclose(shown.sum(axis=1), 1.0)
+    assert shown[2, 2] == pytest.approx(0.75) and shown[2, 0] == pytest.approx(0.25)
+    counts = plot_confusion_matrix(true, pred, normalize=False).images[0].get_array()
+    assert counts.sum() == len(true)
+    with pytest.raises(ValueError, match="same length"):
+        plot_confusion_matrix(true, pred[:-1])
+
+
+def test_plot_redshift_comparison_flags_catastrophic_failures():
+    from spectralnn.visualization import plot_redshift_comparison
+
+    rng = np.random.default_rng(1)
+    z = rng.uniform(0.1, 4, 200)
+    z_pred = z + 0.001 * (1 + z) * rng.normal(size=z.size)
+    z_pred[:5] += 0.5  # 5 failures, far beyond 6000 km/s
+    top, bottom = plot_redshift_comparison(z, z_pred, z_err=0.001 * (1 + z))
+    assert "catastrophic (>6000 km/s): 5 (2.50%)" in top.get_title()
+    nmad = float(top.get_title().rsplit("= ", 1)[1])
+    assert 0.0007 < nmad < 0.0013  # the scatter put in
+    # 1000 km/s: the same residuals are failures far more often
+    top, _ = plot_redshift_comparison(z, z_pred, catastrophic_velocity=100.0)
+    assert int(top.get_title().split(": ")[1].split()[0]) > 50
+    with pytest.raises(ValueError, match="no finite"):
+        plot_redshift_comparison([np.nan], [1.0])

@@ -3,7 +3,9 @@ Run a trained network on spectrum files and write one table row per spectrum.
 
 ``spectralnn predict mass FILES... -o masses.ecsv`` reads the files (SDSS/BOSS
 spec files, DESI coadds, FITS images, or spectralnn HDF5 datasets) in batches,
-runs `spectralnn.estimators.MassEstimator` (the installed default weights, or
+runs `spectralnn.estimators.MassEstimator` (``classify``:
+`~spectralnn.estimators.SpectralClassifier`, ``redshift``:
+`~spectralnn.estimators.RedshiftEstimator`; the installed default weights, or
 ``--model PATH``) and writes the result table with `astropy.table.QTable.write`
 (ECSV or FITS). Unreadable files and unusable spectra become flagged rows of
 NaN; the run goes on.
@@ -31,7 +33,8 @@ from ._common import (
 __all__ = ["add_arguments", "run"]
 
 #: task name on the command line -> estimator class in spectralnn.estimators
-TASKS = {"mass": "MassEstimator"}
+TASKS = {"mass": "MassEstimator", "classify": "SpectralClassifier",
+         "redshift": "RedshiftEstimator"}
 
 
 def add_arguments(parser):

@@ -87,6 +87,13 @@ def add_arguments(parser):
         help="architecture options as JSON, e.g. '{\"filters\": 16}'",
     )
     parser.add_argument(
+        "--preprocessing",
+        default=None,
+        help="preprocessing of the new network as JSON, overriding the task's default "
+        "key by key, e.g. '{\"grid\": {\"start\": 3600, \"stop\": 10000, "
+        "\"dloglam\": 5e-4}}'",
+    )
+    parser.add_argument(
         "--epochs", type=int, default=30, help="maximum epochs (default 30)"
     )
     parser.add_argument(
@@ -307,7 +314,10 @@ def run(args):
     cls = _estimator_class(args.task)
     target = args.target or _TASKS[args.task][1]
     options = json.loads(args.options) if args.options else None
-    est = cls(args.architecture, architecture_options=options)
+    preprocessing = None
+    if getattr(args, "preprocessing", None):
+        preprocessing = {**cls.default_preprocessing, **json.loads(args.preprocessing)}
+    est = cls(args.architecture, architecture_options=options, preprocessing=preprocessing)
     if not 0 < args.validation < 1:
         log.error("--validation must be in (0, 1), got %s", args.validation)
         return 1

@@ -11,6 +11,7 @@ from .balance import *  # noqa: F403
 from .catalog import *  # noqa: F403
 from .examples import *  # noqa: F403
 from .hdf5 import *  # noqa: F403
+from .nebular_grids import *  # noqa: F403
 from .sdss import *  # noqa: F403
 from .splits import *  # noqa: F403
 from .standardize import *  # noqa: F403

@@ -259,7 +259,7 @@ class Estimator:
         """Alias of `predict`."""
         return self.predict(spectra, z=z, ebv=ebv)
 
-    def predict(self, spectra, *, z=None, ebv=None):
+    def predict(self, spectra, *, z=None, ebv=None, **options):
         """
         Run the network on spectra and return one table row per spectrum.
 
@@ -271,6 +271,9 @@ class Estimator:
             Redshift per spectrum (default: ``meta['z']``).
         ebv : float or array-like, optional
             Galactic E(B-V) per spectrum (default: ``meta['ebv']``, else 0).
+        **options
+            Per-spectrum or scalar options of a subclass's prediction (e.g.
+            ``spectype`` of `RedshiftEstimator.predict`).
 
         Returns
         -------
@@ -280,10 +283,11 @@ class Estimator:
         """
         self._require_trained()
         if is_dataset_input(spectra):
-            return self._predict_streaming(spectra, z=z, ebv=ebv)
-        return self._predict_batch(as_batch(spectra, on_invalid="flag"), z=z, ebv=ebv)
+            return self._predict_streaming(spectra, z=z, ebv=ebv, **options)
+        return self._predict_batch(as_batch(spectra, on_invalid="flag"), z=z, ebv=ebv,
+                                   **options)
 
-    def _predict_streaming(self, spectra, *, z, ebv):
+    def _predict_streaming(self, spectra, *, z, ebv, **options):
         """Predict an HDF5 dataset chunk by chunk (never all in memory)."""
         from astropy.table import vstack
 
@@ -292,7 +296,8 @@ class Estimator:
         for chunk in iter_input_batches(spectra, self.batch_size):
             stop = start + len(chunk)
             parts.append(self._predict_batch(
-                chunk, z=_chunk_of(z, start, stop), ebv=_chunk_of(ebv, start, stop)))
+                chunk, z=_chunk_of(z, start, stop), ebv=_chunk_of(ebv, start, stop),
+                **{k: _chunk_of(v, start, stop) for k, v in options.items()}))
             start = stop
         table = QTable(vstack(parts, metadata_conflicts="silent"))
         table.meta.update(parts[0].meta if parts else {})

@@ -36,6 +36,10 @@ from .base import OBSERVED_FRAME_PREPROCESSING, Estimator
 __all__ = ["RedshiftEstimator"]
 
 _C_KMS = const.c.to_value(u.km / u.s)
+#: half-width (km/s) of the fine template fit around the global scan's best
+#: redshift (a few scan steps: 345 km/s for quasars, 173 km/s for galaxies),
+#: or around zero velocity for stars
+_FINE_WINDOW = {"QSO": 1500.0, "GALAXY": 800.0, "STAR": 1500.0}
 
 
 class RedshiftEstimator(Estimator):
@@ -85,6 +89,8 @@ class RedshiftEstimator(Estimator):
         batch_size: int = 1024,
         catastrophic_velocity=6000.0 * u.km / u.s,
         risk_threshold: float = 0.05,
+        refine: bool = True,
+        classifier="default",
         preprocessing: dict | None = None,
         architecture_options: dict | None = None,
     ):
@@ -101,8 +107,19 @@ class RedshiftEstimator(Estimator):
             raise ValueError("a redshift network cannot declare a 'rest_frame' step")
         self.catastrophic_velocity = velocity
         self.risk_threshold = float(risk_threshold)
+        self.refine = bool(refine)
+        self._classifier = classifier
 
-    def predict(self, spectra, *, z=None, ebv=None):
+    @property
+    def classifier(self):
+        """The `SpectralClassifier` that picks the templates of the refinement."""
+        if not hasattr(self._classifier, "predict"):
+            from .classify import SpectralClassifier
+
+            self._classifier = SpectralClassifier(self._classifier)
+        return self._classifier
+
+    def predict(self, spectra, *, z=None, ebv=None, spectype=None):
         """
         Redshift of each spectrum.
 
@@ -116,37 +133,132 @@ class RedshiftEstimator(Estimator):
             when present).
         ebv : float or array-like, optional
             Galactic E(B-V) per spectrum. Default: ``meta['ebv']``, else 0.
+        spectype : str or array-like of str, optional
+            Class (``'QSO'``, ``'GALAXY'``, ``'STAR'``) whose templates refine
+            each redshift. Default: from `classifier` (never from the meta
+            table, whose class may be a guess of another pipeline).
 
         Returns
         -------
         table : `~astropy.table.QTable`
             One row per spectrum: the identifying meta columns present, ``z``
-            and ``z_err`` (dimensionless), ``z_ref`` when a reference is known,
+            and ``z_err`` (dimensionless), ``z_network`` and ``z_network_err``
+            (the network alone), ``z_method`` (``'template'`` where the
+            refinement converged, else ``'network'``), ``spectype`` (the class
+            used), ``dchi2`` (χ² difference to the best other redshift of the
+            templates; NaN where not refined), ``z_ref`` when a reference is known,
             ``lines`` (comma-separated names of the lines of
             `spectralnn.lines.LINES` inside the good-pixel range at the
             predicted z), ``z_risk`` (probability of a velocity error
-            beyond ``catastrophic_velocity``), ``z_warning`` (``z_risk >
+            beyond ``catastrophic_velocity``: from the network's Gaussian, or
+            for refined redshifts the relative likelihood of the competing χ²
+            minimum, 1 / (1 + exp(dchi2 / 2))), ``z_warning`` (``z_risk >
             risk_threshold``), ``snr`` and ``flags``.
         """
-        return super().predict(spectra, z=z, ebv=ebv)
+        return super().predict(spectra, z=z, ebv=ebv, spectype=spectype)
 
-    def _predict_batch(self, batch, *, z, ebv):
+    def _predict_batch(self, batch, *, z, ebv, spectype=None):
         from .._utils import per_spectrum
 
         prepared = self.pipeline(batch, ebv=ebv)
         mean, std = self._run_network(prepared.network_inputs, prepared.usable)
         self._report_unusable(prepared.usable, prepared.flags)
-        z_pred, z_err = mean[:, 0], std[:, 0]
-        extra = {}
+        z_net, z_net_err = mean[:, 0].copy(), std[:, 0].copy()
+        risk = self._risk(z_net_err / (1.0 + z_net))
+        extra = {"z_network": z_net, "z_network_err": z_net_err}
+        method = np.full(len(batch), "network", dtype="<U8")
+        types = np.full(len(batch), "", dtype="<U6")
+        dchi2 = np.full(len(batch), np.nan)
+        if self.refine and prepared.usable.any():
+            refined = self._refine(batch, z_net, z_net_err, prepared.usable, spectype, ebv)
+            ok = refined["ok"]
+            mean[ok, 0], std[ok, 0] = refined["z"][ok], refined["z_err"][ok]
+            method[ok] = "template"
+            types[:] = refined["spectype"]
+            dchi2 = refined["dchi2"]
+            with np.errstate(over="ignore", invalid="ignore"):
+                risk = np.where(ok, 1.0 / (1.0 + np.exp(np.minimum(dchi2, 1e3) / 2.0)),
+                                risk)
+        extra["z_method"] = method
+        extra["spectype"] = types
+        extra["dchi2"] = dchi2
         z_ref = per_spectrum(batch, z, "z", default=np.nan)
         if np.any(np.isfinite(z_ref)):
             extra["z_ref"] = z_ref
-        extra["lines"] = _lines_covered(batch, z_pred)
-        risk = self._risk(z_err / (1.0 + z_pred))
+        extra["lines"] = _lines_covered(batch, mean[:, 0])
         extra["z_risk"] = risk
         extra["z_warning"] = ~(risk <= self.risk_threshold)
         # the predicted z takes the place of any meta 'z' (kept as z_ref)
         return self._build_table(batch, prepared, mean, std, extra)
+
+    def _refine(self, batch, z_net, z_net_err, usable, spectype, ebv):
+        """Template refinement (`spectralnn.preprocessing.fit_redshift`) of usable rows."""
+        import warnings
+
+        from ..errors import BatchItemWarning
+        from ..flags import Flag
+        from ..preprocessing.redshift_fit import fit_redshift
+        from ..preprocessing.redshift_scan import scan_redshift
+
+        rows = np.flatnonzero(usable)
+        if spectype is None:
+            types = np.asarray(self.classifier.predict(batch[rows], ebv=_take_rows(ebv, rows))
+                               ["class"]).astype(str)
+        else:
+            types = np.broadcast_to(np.asarray(spectype).astype(str), (len(batch),))[rows]
+        out = {"z": np.full(len(batch), np.nan), "z_err": np.full(len(batch), np.nan),
+               "dchi2": np.full(len(batch), np.nan), "ok": np.zeros(len(batch), bool),
+               "spectype": np.full(len(batch), "", dtype="<U6")}
+        out["spectype"][rows] = types
+        known = np.isin(types, ("QSO", "GALAXY", "STAR"))
+        if not known.any():
+            return out
+        rows, types = rows[known], types[known]
+        guess = z_net[rows].copy()
+        scanned = types != "STAR"
+        if scanned.any():
+            # quasars and galaxies: a global template search over the class's
+            # whole redshift range (the network alone is not precise enough)
+            scan = scan_redshift(batch[rows[scanned]], spectype=types[scanned])
+            z_scan = np.asarray(scan["z"], dtype=float)
+            guess[scanned] = np.where(np.isfinite(z_scan), z_scan, guess[scanned])
+            out["dchi2"][rows[scanned]] = np.asarray(scan["dchi2"], dtype=float)
+        # stars: radial velocities of a few hundred km/s at most
+        guess[~scanned] = 0.0
+        z_fit = np.full(rows.size, np.nan)
+        z_fit_err = np.full(rows.size, np.nan)
+        fine_dchi2 = np.full(rows.size, np.nan)
+        flags = np.zeros(rows.size, dtype=np.int64)
+        for name in np.unique(types):
+            on = types == name
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", BatchItemWarning)
+                fit = fit_redshift(batch[rows[on]], guess[on], spectype=name,
+                                   window=_FINE_WINDOW[name])
+            z_fit[on] = np.asarray(fit["z"], dtype=float)
+            z_fit_err[on] = np.asarray(fit["z_err"], dtype=float)
+            fine_dchi2[on] = np.asarray(fit["dchi2"], dtype=float)
+            flags[on] = np.asarray(fit["flags"], dtype=np.int64)
+        good = np.isfinite(z_fit) & ((flags & int(Flag.FIT_FAILED)) == 0)
+        # where the fine fit fails (its minimum on the window's edge), the
+        # global scan's redshift stands, with its step as the error
+        from ..preprocessing.redshift_scan import SCAN_STEPS
+
+        step = np.array([SCAN_STEPS[t] for t in types]) * np.log(10.0)
+        use_scan = ~good & scanned & np.isfinite(guess)
+        z_fit = np.where(use_scan, guess, z_fit)
+        z_fit_err = np.where(use_scan, (1.0 + guess) * step, z_fit_err)
+        good |= use_scan
+        # Δχ² = 1 errors of templates that do not span every spectrum are too
+        # small: the model's metadata may carry a measured scale per class
+        scale = self.metadata.get("refinement", {}).get("error_scale", {})
+        z_fit_err = z_fit_err * np.array([float(scale.get(t, 1.0)) for t in types])
+        out["z"][rows], out["z_err"][rows] = z_fit, z_fit_err
+        # the competing minimum: of the global scan where there was one
+        out["dchi2"][rows] = np.where(np.isfinite(out["dchi2"][rows]),
+                                      out["dchi2"][rows], fine_dchi2)
+        out["ok"][rows] = good & np.isfinite(out["z_err"][rows])
+        return out
 
     def _risk(self, sigma_ln):
         """Probability that |Δ ln(1+z)| exceeds the catastrophic velocity."""
@@ -205,6 +317,13 @@ class RedshiftEstimator(Estimator):
             "pull_std": float(np.std(dln / ln_std[:, 0])),
             "coverage_68": float(np.mean(np.abs(dln) < ln_std[:, 0])),
         }}
+
+
+def _take_rows(value, rows):
+    """``value`` at ``rows`` when it is per spectrum (an array), else itself."""
+    if value is None or np.ndim(value) == 0:
+        return value
+    return np.asarray(value)[rows]
 
 
 def _lines_covered(batch, z):

@@ -5,7 +5,8 @@ Keras networks, their preprocessing declaration and the weights registry.
 ``'wren2021'``, ``'epoch_pooling'``), `heads` holds the heteroscedastic
 Gaussian head and its loss, `layers` the masked epoch pooling, `pipeline` the
 preprocessing a model declares, and `registry` saves, finds, verifies (sha256)
-and safely loads ``.keras`` files with their JSON metadata.
+and safely loads ``.keras`` files with their JSON metadata; `quasarnet` is a
+Keras 3 replica of QuasarNET (Busca & Balland 2018), the benchmark peer.
 
 Keras is imported only when a network is built or loaded: the Keras classes
 (`HeteroscedasticHead`, `GaussianNLL`, `gaussian_nll`,
@@ -16,6 +17,7 @@ import importlib
 
 from .architectures import *  # noqa: F403
 from .pipeline import *  # noqa: F403
+from .quasarnet import *  # noqa: F403
 from .registry import *  # noqa: F403
 
 _KERAS_NAMES = {

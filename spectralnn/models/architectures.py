@@ -24,6 +24,10 @@ target) trained with the Gaussian negative log-likelihood:
     epoch, then `~spectralnn.models.layers.MaskedAttentionPooling` over the
     epochs (masked, so objects can have different numbers of epochs).
 
+`build_autoencoder` builds a convolutional encoder and a dense decoder
+around a small latent vector (`spectralnn.estimators.SpectrumAutoencoder`);
+it has its own options and is not one of the regression architectures above.
+
 `build_classifier` puts a softmax head on the ``resnet1d`` trunk instead, for
 classification (`spectralnn.estimators.SpectralClassifier`), and
 `build_position_regressor` flattens the trunk's last feature map instead of
@@ -50,6 +54,7 @@ Examples
 __all__ = [
     "available_architectures",
     "build_classifier",
+    "build_autoencoder",
     "build_model",
     "build_position_regressor",
     "resolve_architecture",
@@ -533,3 +538,116 @@ def build_position_regressor(
     features = _resnet_encoder(inputs, opts, keep_position=True)
     return keras.Model(inputs, _head(features, int(n_targets), target_loc, target_scale),
                        name=name or f"{canonical}_position")
+
+
+#: options of `build_autoencoder` and their defaults
+AUTOENCODER_OPTIONS = {
+    "latent_dim": 10,
+    "filters": [16, 32, 32, 64, 64],
+    "kernel_size": 5,
+    "decoder": "dense",
+    "decoder_units": [128, 512],
+}
+
+
+def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
+                      name="autoencoder"):
+    """
+    Build an (untrained) spectrum autoencoder: a Conv1D encoder and a dense decoder.
+
+    The encoder is a stack of ``Conv1D`` + ``MaxPooling1D(2)`` stages (one
+    per entry of ``filters``), as in the Conv1D autoencoders of SDSS spectra
+    whose bottleneck is a handful of numbers (Wren 2021), followed by a
+    ``Dense`` layer to ``latent_dim`` linear latents. The decoder maps the
+    latents back to one value per pixel through ``Dense`` layers (a
+    multi-layer perceptron, as the decoder of spender, Melchior et al. 2023,
+    AJ 166, 74), so everything it draws passes through the bottleneck.
+
+    Parameters
+    ----------
+    input_length : int
+        Pixels of the input grid (at least ``2 ** len(filters)``).
+    n_channels : int, optional
+        Channels per input pixel (e.g. flux, mask, error weight). Default 3.
+    options : dict, optional
+        ``latent_dim`` (default 10), ``filters`` (list, one encoder stage
+        each; default ``[16, 32, 32, 64, 64]``), ``kernel_size`` (default 5),
+        ``decoder`` (``'dense'``, the default, or ``'conv'``: a dense layer
+        then the encoder's stages mirrored, upsampling and convolving) and
+        ``decoder_units`` (hidden widths of the dense decoder; default
+        ``[128, 512]``).
+    seed : int, optional
+        Seed of the weight initialisation.
+    name : str, optional
+        Keras model name. Default ``'autoencoder'``.
+
+    Returns
+    -------
+    model : `keras.Model`
+        Input ``(batch, input_length, n_channels)``, output ``(batch,
+        input_length)``: the reconstructed (normalised) flux. Its layers
+        ``'encoder'`` and ``'decoder'`` are models of their own: ``(batch,
+        input_length, n_channels) -> (batch, latent_dim)`` and ``(batch,
+        latent_dim) -> (batch, input_length)``.
+
+    Raises
+    ------
+    ValueError
+        If an option is unknown or out of range.
+
+    Examples
+    --------
+    >>> model = build_autoencoder(256, options={"latent_dim": 4,
+    ...                                         "filters": [4, 4]})  # doctest: +SKIP
+    >>> model.get_layer("encoder").output_shape  # doctest: +SKIP
+    (None, 4)
+    """
+    import keras
+    from keras import layers
+
+    unknown = set(options or {}) - set(AUTOENCODER_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown autoencoder options {sorted(unknown)}; "
+                         f"valid options: {sorted(AUTOENCODER_OPTIONS)}")
+    opts = {**AUTOENCODER_OPTIONS, **(options or {})}
+    latent = int(opts["latent_dim"])
+    filters = [int(f) for f in opts["filters"]]
+    if latent < 1 or not filters or min(filters) < 1:
+        raise ValueError("latent_dim and every entry of filters must be positive")
+    length = int(input_length)
+    if length < 2 ** len(filters):
+        raise ValueError(f"input_length {length} is too short for {len(filters)} "
+                         "pooling stages")
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    spectrum = keras.Input((length, int(n_channels)), name="spectrum")
+    x = spectrum
+    for width in filters:
+        x = layers.Conv1D(width, int(opts["kernel_size"]), padding="same",
+                          activation="relu")(x)
+        x = layers.MaxPooling1D(2, padding="same")(x)
+    x = layers.Flatten()(x)
+    z = layers.Dense(latent, name="latent")(x)
+    encoder = keras.Model(spectrum, z, name="encoder")
+    code = keras.Input((latent,), name="latents")
+    y = code
+    if opts["decoder"] == "dense":
+        for width in opts["decoder_units"]:
+            y = layers.Dense(int(width), activation="relu")(y)
+        y = layers.Dense(length, name="flux")(y)
+    elif opts["decoder"] == "conv":
+        # the encoder mirrored: upsampling convolutions draw a feature the
+        # same way wherever it falls on the grid
+        cells = -(-length // 2 ** len(filters))
+        y = layers.Dense(cells * filters[-1], activation="relu")(y)
+        y = layers.Reshape((cells, filters[-1]))(y)
+        for width in filters[::-1]:
+            y = layers.UpSampling1D(2)(y)
+            y = layers.Conv1D(width, int(opts["kernel_size"]), padding="same",
+                              activation="relu")(y)
+        y = layers.Conv1D(1, int(opts["kernel_size"]), padding="same")(y)
+        y = layers.Flatten(name="flux")(layers.Cropping1D((0, y.shape[1] - length))(y))
+    else:
+        raise ValueError(f"decoder must be 'dense' or 'conv', not {opts['decoder']!r}")
+    decoder = keras.Model(code, y, name="decoder")
+    return keras.Model(spectrum, decoder(encoder(spectrum)), name=name)

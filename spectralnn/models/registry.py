@@ -316,16 +316,26 @@ def list_models():
     return Table(rows=rows, names=names)
 
 
+def read_json(path, what="model metadata"):
+    """
+    Read a JSON file of a shipped or user model (internal).
+
+    Raises `~spectralnn.errors.ModelFileError` (naming ``what``) when the file
+    is missing or not valid JSON.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{what} file {path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelFileError(f"{what} {path} is not valid JSON: {exc}") from exc
+
+
 def read_metadata(path):
     """Read and validate the JSON metadata beside a ``.keras`` file (internal)."""
     _, meta_path = _paths(path)
-    if not meta_path.is_file():
-        raise ModelFileError(f"model metadata file {meta_path} is missing")
-    try:
-        metadata = json.loads(meta_path.read_text())
-    except ValueError as exc:
-        raise ModelFileError(f"model metadata {meta_path} is not valid JSON: {exc}") from exc
-    return validate_metadata(metadata)
+    return validate_metadata(read_json(meta_path))
 
 
 def load_model(name_or_path, *, task=None, compile=True):

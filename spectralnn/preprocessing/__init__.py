@@ -10,4 +10,6 @@ from .continuum import *  # noqa: F403
 from .dereddening import *  # noqa: F403
 from .measure import *  # noqa: F403
 from .redshift import *  # noqa: F403
+from .redshift_fit import *  # noqa: F403
+from .redshift_templates import *  # noqa: F403
 from .resample import *  # noqa: F403

@@ -215,11 +215,15 @@ def _deredden(batch, ebv, *, model, r_v, strict):
         )
     curve = np.zeros_like(x)
     curve[inside] = dust(x[inside] / u.micron)
-    a_lambda = curve * rv * np.where(bad, 0.0, ebv)[:, None]  # (N, M)
-    factor = 10.0 ** (0.4 * a_lambda)
-
-    flux = batch.flux * factor
-    ivar = batch.ivar / factor**2
+    flux = batch.flux.copy()
+    ivar = batch.ivar.copy()
+    # only rows with some extinction are scaled (E(B-V) = 0 is common: skip it)
+    rows = np.flatnonzero(~bad & (ebv > 0))
+    if rows.size:
+        rows_curve = curve if curve.ndim == 1 else curve[rows]
+        factor = 10.0 ** (0.4 * rows_curve * rv * ebv[rows][:, None])  # (n, M)
+        flux[rows] *= factor
+        ivar[rows] /= factor**2
     mask = batch.mask.copy()
     meta = batch.meta.copy()
     flags = np.asarray(meta["flags"], dtype=np.int64).copy()

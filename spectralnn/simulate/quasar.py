@@ -12,11 +12,12 @@ through a survey's instrument model (`~spectralnn.simulate.observe`).
 Physics and sources:
 
 * **Masses**: log M_BH is a normal truncated to [6.5, 10.5], of mean
-  ``8.55 + 1.2 log10((1+z)/2.65)`` and width 0.40 dex. With the 0.15 dex
-  scatter of the virial widths this reproduces the DR16Q single-epoch masses
-  at 1.46 < z < 1.80 (Chen et al. 2019 subset: mean 8.56, σ 0.43).
+  ``8.7 + 0.8 log10((1+z)/2.65)`` and width 0.40 dex. With the 0.15 dex
+  scatter of the virial widths the catalogue-style (S11 Mg II) masses
+  reproduce the DR16Q single-epoch masses at 1.46 < z < 1.80 (Chen et al.
+  2019 subset: mean 8.56, σ 0.43).
 * **Eddington ratios**: log λ_Edd ~ N(μ(z), 0.4) truncated to [-3, 0.5],
-  μ(z) = -1.0 + 1.5 log10((1+z)/2.65) clipped to [-1.7, -0.8]: the 0.4 dex
+  μ(z) = -1.2 + 1.5 log10((1+z)/2.65) clipped to [-1.9, -1.0]: the 0.4 dex
   width of Shen et al. (2008, ApJ 680, 169) and lower rates at low z
   (Schulze & Wisotzki 2010, A&A 516, A87; Kelly & Shen 2013, ApJ 764, 45);
   L_bol = λ_Edd 1.26e38 M erg/s.
@@ -42,8 +43,11 @@ Physics and sources:
   Si IV, He II λ1640, O VI the C IV width, C III] the Mg II width.
 * **Equivalent widths**: composite-spectrum values (Vanden Berk et al. 2001,
   table 2) times a 0.2 dex lognormal, with Baldwin slopes d log EW / d log L
-  = -0.2 (C IV), -0.1 (Lyα, Si IV, C III], Mg II, O VI) (Baldwin 1977; Dietrich
-  et al. 2002, ApJ 581, 912). Broad-line centres are the composite peak
+  = -0.2 (C IV), -0.1 (Lyα, Si IV, C III], O VI) (Baldwin 1977; Dietrich
+  et al. 2002, ApJ 581, 912). Mg II instead follows the Eddington ratio,
+  EW ∝ λ_Edd^-0.4 at any luminosity (Dong et al. 2009, ApJ 703, L1), 32 Å at
+  λ_Edd = 0.1; the UV Fe II EW depends on neither (Dong et al. 2011, ApJ 736,
+  86). Broad-line centres are the composite peak
   wavelengths (C IV: lab 1549.06 Å blueshifted by a lognormal velocity of
   median 560 km/s, whose composite peak is 1546.2 Å as in Vanden Berk et al.).
 * **Narrow lines**: [O II], [Ne V], [Ne III], [O III], [O I], [N II], [S II],
@@ -104,7 +108,9 @@ QUASAR_LINES = {
     "CIV": (1549.06, 24.0, -0.2, "CIV", 1.0),
     "HeII1640": (1640.42, 1.5, 0.0, "CIV", 1.0),
     "CIII]": (1905.97, 21.0, -0.1, "MgII", 1.0),
-    "MgII": (2798.75, 32.0, -0.1, "MgII", 1.0),
+    # Mg II: EW at λ_Edd = 0.1, set by the Eddington ratio, not by L (see
+    # `_MGII_EDD_SLOPE`)
+    "MgII": (2798.75, 32.0, 0.0, "MgII", 1.0),
     "Hdelta": (4102.89, 5.0, 0.0, "Hbeta", 1.0),
     "Hgamma": (4341.68, 13.0, 0.0, "Hbeta", 1.0),
     "HeII4686": (4687.02, 2.0, 0.0, "Hbeta", 1.0),
@@ -127,6 +133,13 @@ QUASAR_LINES = {
     "[SII]6731": (6732.67, 3.0, 0.0, "narrow", 1.0),
 }
 _LINE_NAMES = list(QUASAR_LINES)
+#: d log EW(Mg II) / d log λ_Edd: the Mg II EW of 2092 SDSS AGN at
+#: 0.45 < z < 0.8 scales as (L/L_Edd)^-0.4, with no dependence on
+#: luminosity, mass or line width at fixed L/L_Edd (Dong et al. 2009, ApJ
+#: 703, L1); this replaces the luminosity Baldwin effect of Mg II. The
+#: composite EW (32 Å, Vanden Berk et al. 2001) is taken at λ_Edd = 0.1,
+#: the pivot of the Eigenvector-1 relations below.
+_MGII_EDD_SLOPE = -0.4
 _OIII = ("[OIII]4959", "[OIII]5007")
 _VIRIAL_LINES = ("Hbeta", "MgII", "CIV")
 #: Luminosity wavelength (Å) of each virial calibration.
@@ -263,6 +276,8 @@ def _draw_parameters(uni, *, z_range, snr_range, width_scatter, bal_fraction):
         p["ew_eps"][name] = (
             2.25 * p["ew_eps"]["[OIII]5007"] - 0.5 * drive - 0.15 * ev1
         )
+    # Mg II EW falls with the Eddington ratio (Dong et al. 2009, ApJ 703, L1)
+    p["ew_eps"]["MgII"] = p["ew_eps"]["MgII"] + _MGII_EDD_SLOPE * drive
     # Balmer continuum at the edge relative to the power law (Dietrich et al.
     # 2002, ApJ 581, 912: typically 0.1-0.5)
     p["balmer_ratio"] = 0.25 * 10 ** (0.15 * _gaussian(d["balmer"]))

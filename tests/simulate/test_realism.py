@@ -4,20 +4,25 @@ The simulated quasars take their S/N from their flux (magnitude-driven
 noise, ``snr_range=None``), so matching on z and S/N also matches
 luminosity, as a flux-limited survey does.
 
-Known gaps (medians more than 25 % apart; numbers of
+Known gap (medians more than 25 % apart; numbers of
 ``simulate_quasars(3000, seed=2024, z_range=(0.03, 0.75), snr_range=None)``
 matched 5:1 to the 72 real low-z AGN, see docs/simulator.rst):
 
-* R_FeII: real 0.14, simulated 0.18-0.22 (the Eddington-ratio scaling of the
-  optical Fe II strength is stronger in the simulation than in these
-  X-ray selected AGN, or the fit's Fe II templates miss part of the real
-  Fe II);
-* Mg II EW: real 41 Å, simulated 30 Å (26 %; only 32 real spectra cover
-  Mg II, whose median is uncertain by ~13 %).
+* R_FeII: real 0.136, simulated 0.182 (input 0.218). Most of it follows the
+  Hβ widths: in bins of measured FWHM(Hβ) (< 4000, 4000-7000, > 7000 km/s)
+  the medians differ by 10-25 %, but the matched simulated quasars are
+  narrower (5640 vs 6700 km/s, i.e. higher Eddington ratios, hence stronger
+  Fe II). Lowering the simulated Fe II strength instead would take it further
+  below the published values for low-z quasars (a few tenths, Boroson &
+  Green 1992), and the measurement itself reads real Fe II low: on the one
+  real spectrum with a published PyQSOFit fit (spec-0332-52367-0639) the
+  package's joint fit gives R_FeII = 0.22 where PyQSOFit's gives 0.67.
 
 Within 25 %: continuum slope (real -1.05, simulated -1.30), Hβ FWHM
-(6700 / 5660 km/s), Hβ EW (71 / 62 Å), Mg II FWHM (5260 / 5260 km/s),
-[O III] EW (27 / 29 Å), S/N. All spreads are within the factor 1.5.
+(6700 / 5640 km/s), Hβ EW (71 / 62 Å), Mg II FWHM (5260 / 5250 km/s),
+Mg II EW (41 / 34 Å, since the Mg II EW follows the Eddington ratio, Dong et
+al. 2009; 30 Å before with a luminosity Baldwin effect), [O III] EW
+(27 / 30 Å), S/N. All spreads are within the factor 1.5.
 """
 
 import csv
@@ -37,7 +42,7 @@ from spectralnn.simulate.realism import (
 
 #: Quantities whose median is not yet within 25 % (known gaps of the simulator,
 #: documented in docs/simulator.rst); their spreads are still asserted.
-KNOWN_MEDIAN_GAPS = {"r_feii", "MgII_ew"}
+KNOWN_MEDIAN_GAPS = {"r_feii"}
 #: Quantities whose 16-84 % range is not yet within a factor 1.5.
 KNOWN_SPREAD_GAPS = set()
 
@@ -77,7 +82,7 @@ def test_simulated_quasars_match_real(real_data):
         if name not in KNOWN_SPREAD_GAPS:
             assert row["spread_ok"], f"{name}: spread ratio {row['spread_ratio']:.2f}"
     # a logistic regression on the measured features separates the samples
-    # imperfectly; guard against regressions (measured 0.64 with the physics
+    # imperfectly; guard against regressions (measured 0.61 with the physics
     # of this version, R_FeII the most telling feature; 0.77-0.79 with
     # S/N drawn independently of flux, 0.88-0.92 before the Eddington-ratio,
     # Fe II and host-galaxy changes; broken physics gives > 0.95)
