@@ -244,8 +244,10 @@ class RedshiftEstimator(Estimator):
         # global scan's redshift stands, with its step as the error
         from ..preprocessing.redshift_scan import SCAN_STEPS
 
-        step = np.array([SCAN_STEPS[t] for t in types]) * np.log(10.0)
-        use_scan = ~good & scanned & np.isfinite(guess)
+        # (stars: zero velocity, with the fine window as the error)
+        step = np.where(scanned, np.array([SCAN_STEPS[t] for t in types]) * np.log(10.0),
+                        _FINE_WINDOW["STAR"] / _C_KMS)
+        use_scan = ~good & np.isfinite(guess)
         z_fit = np.where(use_scan, guess, z_fit)
         z_fit_err = np.where(use_scan, (1.0 + guess) * step, z_fit_err)
         good |= use_scan
