@@ -263,6 +263,13 @@ def _plain(value):
     return value if isinstance(value, (str, int, float, bool)) else str(value)
 
 
+def _preprocessing_option(cls, text):
+    """The ``--preprocessing`` JSON over the task's default, key by key (None if unset)."""
+    if not text:
+        return None
+    return {**cls.default_preprocessing, **json.loads(text)}
+
+
 def _estimator_class(task):
     import importlib
 
@@ -314,10 +321,8 @@ def run(args):
     cls = _estimator_class(args.task)
     target = args.target or _TASKS[args.task][1]
     options = json.loads(args.options) if args.options else None
-    preprocessing = None
-    if getattr(args, "preprocessing", None):
-        preprocessing = {**cls.default_preprocessing, **json.loads(args.preprocessing)}
-    est = cls(args.architecture, architecture_options=options, preprocessing=preprocessing)
+    est = cls(args.architecture, architecture_options=options,
+              preprocessing=_preprocessing_option(cls, getattr(args, "preprocessing", None)))
     if not 0 < args.validation < 1:
         log.error("--validation must be in (0, 1), got %s", args.validation)
         return 1

@@ -230,16 +230,13 @@ def run(args):
     except ImportError:
         log.error('spectralnn tune needs keras-tuner: pip install "spectralnn[tune]"')
         return 1
-    from .train import _TASKS, _estimator_class, prepare_dataset
+    from .train import _TASKS, _estimator_class, _preprocessing_option, prepare_dataset
 
     if not 0 < args.validation < 1:
         log.error("--validation must be in (0, 1), got %s", args.validation)
         return 1
     cls = _estimator_class(args.task)
-    preprocessing = None
-    if args.preprocessing:
-        preprocessing = {**cls.default_preprocessing, **json.loads(args.preprocessing)}
-    est = cls("resnet1d", preprocessing=preprocessing)
+    est = cls("resnet1d", preprocessing=_preprocessing_option(cls, args.preprocessing))
     target = args.target or _TASKS[args.task][1]
     x, y, _, _ = prepare_dataset(est, args.data, target, max_spectra=args.max_spectra)
     if isinstance(x, list):

@@ -32,6 +32,8 @@ Examples
 (6, 1792)
 """
 
+import functools
+
 import numpy as np
 from astropy import units as u
 from astropy.table import QTable
@@ -529,13 +531,9 @@ def _chi2(prepared, recon):
     return np.where(usable, chi2, np.nan), np.where(usable, n_good, 0)
 
 
-_LOSS_CLASS = []
-
-
+@functools.lru_cache(maxsize=1)
 def _loss_class():
     """The χ² loss as a registered Keras `Loss` (defined at first use: Keras is lazy)."""
-    if _LOSS_CLASS:
-        return _LOSS_CLASS[0]
     import keras
     from keras import ops
 
@@ -556,7 +554,6 @@ def _loss_class():
         def get_config(self):
             return {**super().get_config(), "log": self.log}
 
-    _LOSS_CLASS.append(ChiSquareLoss)
     return ChiSquareLoss
 
 

@@ -43,6 +43,8 @@ Examples
 (['rest_frame', 'resample', 'normalize'], 1250)
 """
 
+import functools
+
 import numpy as np
 from astropy import units as u
 from astropy.table import QTable
@@ -643,13 +645,9 @@ def build_dla_network(n_pixels, n_channels, options, *, name="dla_cnn"):
     return keras.Model(inp, out, name=name)
 
 
-_LOSS_CLASS = []
-
-
+@functools.lru_cache(maxsize=1)
 def _loss_class():
     """The detector loss as a registered Keras `Loss` (defined at first use: Keras is lazy)."""
-    if _LOSS_CLASS:
-        return _LOSS_CLASS[0]
     import keras
     from keras import ops
 
@@ -683,7 +681,6 @@ def _loss_class():
             return {**super().get_config(), "positive_weight": self.positive_weight,
                     "bal_weight": self.bal_weight}
 
-    _LOSS_CLASS.append(DLALoss)
     return DLALoss
 
 

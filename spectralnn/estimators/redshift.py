@@ -198,7 +198,7 @@ class RedshiftEstimator(Estimator):
         from ..errors import BatchItemWarning
         from ..flags import Flag
         from ..preprocessing.redshift_fit import fit_redshift
-        from ..preprocessing.redshift_scan import scan_redshift
+        from ..preprocessing.redshift_scan import SCAN_STEPS, scan_redshift
 
         rows = np.flatnonzero(usable)
         if spectype is None:
@@ -242,8 +242,6 @@ class RedshiftEstimator(Estimator):
         good = np.isfinite(z_fit) & ((flags & int(Flag.FIT_FAILED)) == 0)
         # where the fine fit fails (its minimum on the window's edge), the
         # global scan's redshift stands, with its step as the error
-        from ..preprocessing.redshift_scan import SCAN_STEPS
-
         # (stars: zero velocity, with the fine window as the error)
         step = np.where(scanned, np.array([SCAN_STEPS[t] for t in types]) * np.log(10.0),
                         _FINE_WINDOW["STAR"] / _C_KMS)
