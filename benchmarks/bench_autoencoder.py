@@ -3,12 +3,16 @@ Reconstruction χ², anomaly ranking and throughput of the spectrum autoencoder.
 
 Simulates a hold-out of mixed spectra with a seed never used in training
 (`spectralnn.simulate.simulate_spectra` ``'mixed'``: 40 % quasars, 40 %
-galaxies, 20 % stars, SDSS-like; the shipped model was trained on seed 1) and
-runs `spectralnn.estimators.SpectrumAutoencoder` on it. It prints
+galaxies, 20 % stars, SDSS-like; the shipped model was trained on seed 1)
+and runs `spectralnn.estimators.SpectrumAutoencoder` on it, with each
+spectrum's true redshift (``meta['z']``) as the known z. It prints
 
 * the median reconstruction χ² per good pixel (against the resampled ivar)
-  overall, per class and per bin of median S/N per SDSS pixel;
-* the ROC AUC with which the anomaly score (the same χ²) ranks injected
+  overall, per class and per bin of median S/N per SDSS pixel, on the pixels
+  the model scores (for the shipped model: λ_rest ≥ 1216 Å, the Lyα forest
+  left out) and on all pixels;
+* the ROC AUC with which the anomaly scores (the global χ² per pixel and the
+  local one, the largest χ² per pixel of a window of 32 pixels) rank injected
   anomalies above the normal hold-out spectra, for each kind of
   `spectralnn.estimators.inject_anomalies` (``broad_line`` and ``glitch``
   injected into copies of the hold-out spectra, ``wrong_class`` into copies
@@ -19,11 +23,10 @@ runs `spectralnn.estimators.SpectrumAutoencoder` on it. It prints
 
 With ``--scan 6 8 10 16 32`` it first trains one new network per latent size
 on ``--train`` simulated spectra (seed 1) for ``--epochs`` epochs and prints
-the same χ² table for each (the measurement behind the default latent size;
-expensive: about 1.5 min per size for 6,000 spectra and 8 epochs on 2 cores)::
+the same χ² table for each (the measurement behind the default latent size)::
 
     python benchmarks/bench_autoencoder.py --n 3000 --seed 999
-    python benchmarks/bench_autoencoder.py --n 1000 --scan 6 10 32 --train 6000 --epochs 8
+    python benchmarks/bench_autoencoder.py --n 1000 --scan 6 10 16 --train 6000 --epochs 8
 """
 
 import argparse
@@ -35,6 +38,7 @@ import numpy as np
 
 SNR_BINS = (0.0, 5.0, 10.0, 20.0, 40.0, np.inf)
 CLASSES = ("QSO", "GALAXY", "STAR")
+KINDS = ("broad_line", "wrong_class", "glitch")
 
 
 def roc_auc(normal, anomalous):
@@ -49,56 +53,86 @@ def roc_auc(normal, anomalous):
     return float(np.mean((below + 0.5 * ties) / b.size))
 
 
-def simulate(n, seed):
+def simulate(n, seed, processes=1):
     from spectralnn.batch import concatenate
     from spectralnn.simulate import simulate_spectra
 
-    return concatenate(list(simulate_spectra("mixed", n, seed=seed, chunk_size=1000)))
+    return concatenate(list(simulate_spectra("mixed", n, seed=seed, chunk_size=1000,
+                                             processes=processes)))
+
+
+def scores(ae, batch):
+    """Global χ²/pixel (the model's pixels), χ²/pixel on all pixels, local score."""
+    from spectralnn.estimators.autoencoder import _chi2_arrays, _normalised
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared, z = ae._prepare(batch, None, None)
+        _, recon = ae._run(prepared, z)
+        chi2, _, local = ae._scores(prepared, recon, z)
+        # every good pixel, the reconstruction scaled as for the score
+        flux, weight = _normalised(prepared)
+        recon = ae._scaled(flux, ae._score_weight(weight, z), recon)
+        everything = np.where(prepared.usable, _chi2_arrays(flux, weight, recon)[0], np.nan)
+    return {"chi2": chi2, "chi2_all_pixels": everything, "local": local}
+
+
+def _medians(chi2, cls, snr):
+    ok = np.isfinite(chi2)
+    out = {"n": int(ok.sum()), "median": float(np.median(chi2[ok])),
+           "p84": float(np.percentile(chi2[ok], 84)),
+           "fraction_below_1.2": float(np.mean(chi2[ok] <= 1.2)),
+           "p99": float(np.percentile(chi2[ok], 99))}
+    for name in CLASSES:
+        on = (cls == name) & ok
+        out[name] = float(np.median(chi2[on])) if on.any() else float("nan")
+    out["by_snr"] = []
+    for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:], strict=True):
+        on = (snr >= lo) & (snr < hi) & ok
+        out["by_snr"].append({"snr": [lo, None if np.isinf(hi) else hi], "n": int(on.sum()),
+                              "median": float(np.median(chi2[on])) if on.any() else None})
+    return out
 
 
 def chi2_table(ae, batch):
-    """Median χ² per pixel: overall, per class and per S/N bin (dict)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = ae.predict(batch)
-    chi2 = np.asarray(table["chi2_per_pixel"], dtype=float)
+    """Median χ² per pixel overall, per class, per S/N bin (dict), and the scores."""
+    s = scores(ae, batch)
     snr = np.asarray(batch.snr)
     cls = np.asarray(batch.meta["class"]).astype(str)
-    out = {"n": int(np.isfinite(chi2).sum()), "median": float(np.nanmedian(chi2)),
-           "p84": float(np.nanpercentile(chi2, 84)),
-           "fraction_below_1.2": float(np.mean(chi2[np.isfinite(chi2)] <= 1.2)),
-           "p99": float(np.nanpercentile(chi2, 99))}
-    for name in CLASSES:
-        on = cls == name
-        out[name] = float(np.nanmedian(chi2[on])) if on.any() else float("nan")
-    out["by_snr"] = []
-    for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:], strict=True):
-        on = (snr >= lo) & (snr < hi) & np.isfinite(chi2)
-        out["by_snr"].append({"snr": [lo, None if np.isinf(hi) else hi], "n": int(on.sum()),
-                              "median": float(np.median(chi2[on])) if on.any() else None})
-    return out, chi2
+    out = _medians(s["chi2"], cls, snr)
+    out["pixels"] = ("all" if ae.min_rest_wavelength is None
+                     else f"rest wavelength >= {ae.min_rest_wavelength:g} A")
+    out["all_pixels"] = _medians(s["chi2_all_pixels"], cls, snr)
+    qso = cls == "QSO"
+    zz = np.asarray(batch.meta["z"])
+    for label, on in (("QSO_z_below_2", qso & (zz < 2)), ("QSO_z_above_2", qso & (zz >= 2))):
+        out[label] = {"n": int(on.sum()),
+                      "median": float(np.nanmedian(s["chi2"][on])) if on.any() else None,
+                      "median_all_pixels": float(np.nanmedian(s["chi2_all_pixels"][on]))
+                      if on.any() else None}
+    return out, s
 
 
-def anomaly_aucs(ae, batch, normal_scores, seed):
-    """ROC AUC of each injected anomaly kind against the normal scores."""
+def anomaly_aucs(ae, batch, normal, seed):
+    """ROC AUC of each injected anomaly kind against the normal scores (global, local)."""
     from spectralnn.estimators import inject_anomalies
 
     snr = np.asarray(batch.snr)
     stars = np.asarray(batch.meta["class"]) == "STAR"
     out = {}
-    for k, kind in enumerate(("broad_line", "wrong_class", "glitch")):
+    for k, kind in enumerate(KINDS):
         source = batch[np.flatnonzero(stars)] if kind == "wrong_class" else batch
-        odd = inject_anomalies(source, kind, seed=seed + k)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scores = ae.anomaly_score(odd)
+        odd = scores(ae, inject_anomalies(source, kind, seed=seed + k))
         odd_snr = snr[stars] if kind == "wrong_class" else snr
-        entry = {"n": int(np.isfinite(scores).sum()), "auc": roc_auc(normal_scores, scores),
-                 "by_snr": []}
-        for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:], strict=True):
-            on_n, on_a = (snr >= lo) & (snr < hi), (odd_snr >= lo) & (odd_snr < hi)
-            entry["by_snr"].append({"snr": [lo, None if np.isinf(hi) else hi],
-                                    "auc": roc_auc(normal_scores[on_n], scores[on_a])})
+        entry = {}
+        for stat in ("chi2", "local"):
+            res = {"n": int(np.isfinite(odd[stat]).sum()),
+                   "auc": roc_auc(normal[stat], odd[stat]), "by_snr": []}
+            for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:], strict=True):
+                on_n, on_a = (snr >= lo) & (snr < hi), (odd_snr >= lo) & (odd_snr < hi)
+                res["by_snr"].append({"snr": [lo, None if np.isinf(hi) else hi],
+                                      "auc": roc_auc(normal[stat][on_n], odd[stat][on_a])})
+            entry["global" if stat == "chi2" else "local"] = res
         out[kind] = entry
     return out
 
@@ -118,14 +152,29 @@ def throughput(ae, batch, repeat=1):
     return base, full
 
 
-def _print_chi2(label, res):
-    bins = "  ".join(f"{b['snr'][0]:g}-{b['snr'][1] or 'inf'}: "
-                     f"{'-' if b['median'] is None else format(b['median'], '.2f')} ({b['n']})"
-                     for b in res["by_snr"])
-    print(f"{label:>12}  median chi2/pix {res['median']:.2f}  (QSO {res['QSO']:.2f}, "
-          f"GALAXY {res['GALAXY']:.2f}, STAR {res['STAR']:.2f}; "
-          f"{100 * res['fraction_below_1.2']:.0f} % <= 1.2)")
-    print(f"{'':>12}  by S/N per SDSS pixel: {bins}")
+def print_chi2(label, res):
+    for key, name in ((None, res.get("pixels", "")), ("all_pixels", "all pixels")):
+        r = res if key is None else res[key]
+        bins = "  ".join(f"{b['snr'][0]:g}-{b['snr'][1] or 'inf'}: "
+                         f"{'-' if b['median'] is None else format(b['median'], '.2f')} "
+                         f"({b['n']})" for b in r["by_snr"])
+        print(f"{label:>12}  [{name}] median chi2/pix {r['median']:.2f}  (QSO "
+              f"{r['QSO']:.2f}, GALAXY {r['GALAXY']:.2f}, STAR {r['STAR']:.2f}; "
+              f"{100 * r['fraction_below_1.2']:.0f} % <= 1.2)")
+        print(f"{'':>12}  by S/N per SDSS pixel: {bins}")
+    for key in ("QSO_z_below_2", "QSO_z_above_2"):
+        if key in res and res[key]["median"] is not None:
+            print(f"{'':>12}  {key}: {res[key]['median']:.2f} (all pixels "
+                  f"{res[key]['median_all_pixels']:.2f}; n={res[key]['n']})")
+
+
+def print_aucs(aucs):
+    for kind, entry in aucs.items():
+        for stat, res in entry.items():
+            bins = "  ".join(f"{b['snr'][0]:g}-{b['snr'][1] or 'inf'}: {b['auc']:.3f}"
+                             for b in res["by_snr"])
+            print(f"{kind:>12}  {stat:>6} ROC AUC {res['auc']:.3f} (n={res['n']}); "
+                  f"by S/N: {bins}")
 
 
 def main(argv=None):
@@ -137,6 +186,7 @@ def main(argv=None):
                         help="latent sizes to train and compare")
     parser.add_argument("--train", type=int, default=6000)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=1, help="simulation processes")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     if args.seed == 1:
@@ -144,28 +194,24 @@ def main(argv=None):
 
     from spectralnn.estimators import SpectrumAutoencoder
 
-    holdout = simulate(args.n, args.seed)
+    holdout = simulate(args.n, args.seed, args.processes)
     results = {"n": args.n, "seed": args.seed}
     if args.scan:
-        train = simulate(args.train, 1)
+        train = simulate(args.train, 1, args.processes)
         results["scan"] = []
         for latent in args.scan:
             ae = SpectrumAutoencoder("autoencoder", latent_dim=latent)
             t = time.perf_counter()
-            ae.fit(train, epochs=args.epochs, patience=args.epochs, seed=0,
-                   batch_size=64, loss="log_chi2")
+            ae.fit(train, epochs=args.epochs, patience=args.epochs, seed=0, batch_size=64)
             res, _ = chi2_table(ae, holdout)
             res.update(latent=latent, fit_s=time.perf_counter() - t)
             results["scan"].append(res)
-            _print_chi2(f"latent {latent}", res)
+            print_chi2(f"latent {latent}", res)
     ae = SpectrumAutoencoder(args.model)
-    res, chi2 = chi2_table(ae, holdout)
-    _print_chi2(f"{ae.metadata['name']}", res)
-    aucs = anomaly_aucs(ae, holdout, chi2, args.seed)
-    for kind, entry in aucs.items():
-        bins = "  ".join(f"{b['snr'][0]:g}-{b['snr'][1] or 'inf'}: {b['auc']:.3f}"
-                         for b in entry["by_snr"])
-        print(f"{kind:>12}  ROC AUC {entry['auc']:.3f} (n={entry['n']}); by S/N: {bins}")
+    res, normal = chi2_table(ae, holdout)
+    print_chi2(f"{ae.metadata['name']}", res)
+    aucs = anomaly_aucs(ae, holdout, normal, args.seed)
+    print_aucs(aucs)
     base, full = throughput(ae, holdout[: min(len(holdout), 1000)])
     print(f"  throughput  preprocessing alone {base:.0f} spectra/s, predict {full:.0f} "
           f"spectra/s (ratio {full / base:.2f})")

@@ -29,10 +29,12 @@ and skipped when absent) and DLAFinder on the same first N sight-lines and
 prints both accuracies and speeds (gp-dla-finder compares no absorber with
 one absorber, so it reports at most one per sight-line; it took 9–27 s per
 sight-line on the shared 2-core development machine, so ``--peer 200`` runs
-for about an hour)::
+for about an hour; ``--peer-processes`` shares its sight-lines among worker
+processes and ``--peer-cache`` keeps its results, so that a later run with a
+new DLAFinder model compares on the same sight-lines without rerunning it)::
 
     python benchmarks/bench_dla.py --n 10000 --seed 424242 --json dla.json
-    python benchmarks/bench_dla.py --n 2000 --peer 200
+    python benchmarks/bench_dla.py --n 2000 --peer 200 --peer-cache peer.npz
 """
 
 import argparse
@@ -156,35 +158,89 @@ def evaluate(found, sight, meta, wave_min):
     return out
 
 
-def run_peer(batch, n):
-    """gp-dla-finder on the first n sight-lines: (rows, z, log N, seconds) or None."""
+_PEER = {}
+
+
+def _peer_init():
+    """Build one gp-dla-finder per worker process (its GP model loads once)."""
+    from gp_dla_finder.finder import Finder
+
+    _PEER["finder"] = Finder()
+
+
+def _peer_one(args):
+    """gp-dla-finder on one sight-line: (index, z, log N) of its best candidate, or None."""
+    from gp_dla_finder.gp.spectrum import Spectrum
+
+    i, wave, flux, ivar, z_qso, mask = args
+    spec = Spectrum(wavelength=wave, flux=flux, ivar=ivar, z_qso=z_qso, mask=mask)
     try:
-        from gp_dla_finder.finder import Finder
-        from gp_dla_finder.gp.spectrum import Spectrum
+        result = _PEER["finder"].run(spec, targetid=i)
+    except Exception as exc:  # noqa: BLE001 - a peer failure is one row, not the run
+        print(f"gp-dla-finder failed on sight-line {i}: {exc}", flush=True)
+        return None
+    if result.detected(0.5) and result.absorber_candidates:
+        cand = result.absorber_candidates[0]
+        return i, cand.grid_z_abs, cand.grid_log_nhi
+    return None
+
+
+def run_peer(batch, n, processes=1):
+    """gp-dla-finder on the first n sight-lines: (rows, z, log N, seconds) or None.
+
+    With ``processes > 1`` the sight-lines are shared among worker processes
+    (gp-dla-finder works on one sight-line at a time); the time is the wall
+    time of the whole run, so spectra/s counts every process.
+    """
+    try:
+        import gp_dla_finder  # noqa: F401
     except ImportError:
         print("gp-dla-finder is not installed (pip install gp-dla-finder): peer skipped")
         return None
-    finder = Finder()
-    rows, zs, ns = [], [], []
+    n = min(n, len(batch))
+    jobs = [(i, batch.wavelength, batch.flux[i], batch.ivar[i], float(batch.meta["z"][i]),
+             batch.mask[i]) for i in range(n)]
     start = time.perf_counter()
-    for i in range(min(n, len(batch))):
-        spec = Spectrum(wavelength=batch.wavelength, flux=batch.flux[i], ivar=batch.ivar[i],
-                        z_qso=float(batch.meta["z"][i]), mask=batch.mask[i])
-        try:
-            result = finder.run(spec, targetid=i)
-        except Exception as exc:  # noqa: BLE001 - a peer failure is one row, not the run
-            print(f"gp-dla-finder failed on sight-line {i}: {exc}")
-            continue
-        if (i + 1) % 10 == 0:
-            print(f"gp-dla-finder: {i + 1} sight-lines in {time.perf_counter() - start:.0f} s",
-                  flush=True)
-        if result.detected(0.5) and result.absorber_candidates:
-            cand = result.absorber_candidates[0]
-            rows.append(i)
-            zs.append(cand.grid_z_abs)
-            ns.append(cand.grid_log_nhi)
+    found = []
+    if processes > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(processes, _peer_init) as pool:
+            for k, out in enumerate(pool.imap(_peer_one, jobs), 1):
+                found.append(out)
+                if k % 10 == 0:
+                    print(f"gp-dla-finder: {k} sight-lines in "
+                          f"{time.perf_counter() - start:.0f} s", flush=True)
+    else:
+        _peer_init()
+        for k, job in enumerate(jobs, 1):
+            found.append(_peer_one(job))
+            if k % 10 == 0:
+                print(f"gp-dla-finder: {k} sight-lines in {time.perf_counter() - start:.0f} s",
+                      flush=True)
     seconds = time.perf_counter() - start
-    return np.array(rows, dtype=int), np.array(zs), np.array(ns), seconds
+    hits = [f for f in found if f is not None]
+    rows = np.array([h[0] for h in hits], dtype=int)
+    return rows, np.array([h[1] for h in hits]), np.array([h[2] for h in hits]), seconds
+
+
+def _cached_peer(args, sub):
+    """gp-dla-finder's results, from ``--peer-cache`` when it holds this run's."""
+    import os
+
+    key = f"seed {args.seed} n {args.n} rate {args.dla_rate} peer {args.peer}"
+    if args.peer_cache and os.path.exists(args.peer_cache):
+        with np.load(args.peer_cache) as cache:
+            if str(cache["key"]) == key:
+                print(f"gp-dla-finder results read from {args.peer_cache} ({key})")
+                return (cache["rows"], cache["z"], cache["log_nhi"],
+                        float(cache["seconds"]))
+            print(f"{args.peer_cache} holds another run ({cache['key']}): running the peer")
+    peer = run_peer(sub, args.peer, processes=args.peer_processes)
+    if peer is not None and args.peer_cache:
+        rows, zs, ns, seconds = peer
+        np.savez(args.peer_cache, key=key, rows=rows, z=zs, log_nhi=ns, seconds=seconds)
+    return peer
 
 
 def _print_table(title, rows, key):
@@ -206,6 +262,11 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=2000, help="sight-lines per batch")
     parser.add_argument("--peer", type=int, default=0,
                         help="also run gp-dla-finder on this many sight-lines")
+    parser.add_argument("--peer-processes", type=int, default=1,
+                        help="worker processes for gp-dla-finder (default 1)")
+    parser.add_argument("--peer-cache", default=None,
+                        help="an .npz of gp-dla-finder's results on these sight-lines: read "
+                             "if it exists (same --seed, --n, --peer), else written")
     parser.add_argument("--json", default=None, help="write every number here")
     args = parser.parse_args(argv)
 
@@ -267,7 +328,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         ours, ours_sight = finder.predict(sub, summary=True)
         ours_s = time.perf_counter() - t0
-        peer = run_peer(sub, args.peer)
+        peer = _cached_peer(args, sub)
         mine = evaluate(ours, ours_sight, sub.meta, wave_min)
         print(f"\npeer comparison on {len(sub)} sight-lines:")
         print(f"  DLAFinder:     completeness {mine['completeness']:.3f}, purity "
@@ -280,8 +341,10 @@ def main(argv=None):
                             "log_nhi": ns * u.dex(u.cm**-2)})
             theirs = evaluate(table, ours_sight, sub.meta, wave_min)
             print(f"  gp-dla-finder: completeness {theirs['completeness']:.3f}, purity "
-                  f"{theirs['purity']:.3f}, {len(sub) / peer_s:.2f} sight-lines/s")
-            result["peer"].update(gp_dla_finder=theirs, gp_dla_finder_per_s=len(sub) / peer_s)
+                  f"{theirs['purity']:.3f}, {len(sub) / peer_s:.2f} sight-lines/s "
+                  f"({args.peer_processes} process(es))")
+            result["peer"].update(gp_dla_finder=theirs, gp_dla_finder_per_s=len(sub) / peer_s,
+                                  gp_dla_finder_processes=args.peer_processes)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)

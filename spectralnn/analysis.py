@@ -402,7 +402,7 @@ def find_dlas(spectrum, regions=None, *, z_qso=None, estimator=None):
                     estimator=estimator)
 
 
-def anomaly_score(spectrum, regions=None, *, estimator=None):
+def anomaly_score(spectrum, regions=None, *, z=None, estimator=None):
     r"""
     How unusual a spectrum is: the autoencoder's reconstruction χ² per pixel.
 
@@ -421,6 +421,10 @@ def anomaly_score(spectrum, regions=None, *, estimator=None):
     regions : `~specutils.SpectralRegion` or list of them, optional
         Score only these observed-frame ranges. ``None`` (default): the whole
         spectrum; a list gives a list of results.
+    z : float or array-like, optional
+        Redshift per spectrum (the decoder draws the rest-frame spectrum and
+        shifts it by z). Default: ``meta['z']``; a spectrum without one is
+        flagged and scored NaN.
     estimator : `~spectralnn.estimators.SpectrumAutoencoder` or path, optional
         The network. Default: the shipped ``autoencoder-default`` weights,
         loaded once per session.
@@ -452,5 +456,5 @@ def anomaly_score(spectrum, regions=None, *, estimator=None):
         >>> bool(score > 0), bool(score.uncertainty < 0.1)
         (True, True)
     """
-    return _analyze("anomaly_score", spectrum, regions, method="network",
+    return _analyze("anomaly_score", spectrum, regions, method="network", z=z,
                     estimator=estimator)

@@ -23,8 +23,11 @@ Inputs: a table of line fluxes with errors (the output of
 `spectralnn.preprocessing.measure_lines`, or any table with
 ``<prefix>_flux`` and ``<prefix>_flux_err`` columns, ``prefix`` from
 `~spectralnn.preprocessing.line_column_prefix`), spectra (their lines are
-measured first), or an IFU cube (a `specutils.Spectrum` with a 3-D flux
-array): see `ISMEstimator.map` and `radial_profile`.
+measured first: Gaussian fits by default), or an IFU cube (a
+`specutils.Spectrum` with a 3-D flux array; its spaxels' lines measured in
+seconds by the vectorised linear least squares of
+`~spectralnn.preprocessing.linear_line_fluxes`; ``line_fit`` chooses): see
+`ISMEstimator.map` and `radial_profile`.
 
 The shipped ``ism-default`` trees are stored as plain arrays (``.npz`` read
 with ``allow_pickle=False``, sha256-checked against the ``.json`` metadata)
@@ -89,6 +92,8 @@ _TASK = "ism"
 _DEFAULT_NAME = "ism-default"
 #: relative errors are clipped to this range (log10) before entering a model
 _RELERR_RANGE = (-2.3, 0.3)
+#: how the lines of spectra and cubes are measured (ISMEstimator(line_fit=...))
+_LINE_FITS = ("auto", "linear", "gaussian")
 #: the other lines of the classical diagnostics
 _EXTRA_LINES = ("[OIII]4363",)
 
@@ -467,6 +472,16 @@ class ISMEstimator:
         trained by `fit` or on demand. Defaults 40,000, 30, 10.
     seed : int, optional
         Random seed of training. Default 0.
+    line_fit : {'auto', 'linear', 'gaussian'}, optional
+        How the lines of spectra and cubes are measured: ``'linear'``, the
+        vectorised linear least-squares fluxes of
+        `~spectralnn.preprocessing.linear_line_fluxes` (one width per group
+        of lines common to all spectra, one velocity per spectrum: meant for
+        the spaxels of one object; seconds for a 100 × 100 cube);
+        ``'gaussian'``, the iterative Gaussian fits of
+        `~spectralnn.preprocessing.measure_lines` (free width and velocity per
+        line and spectrum; minutes for a cube). ``'auto'`` (default): linear
+        for a cube, Gaussian for other spectra.
 
     Raises
     ------
@@ -485,9 +500,12 @@ class ISMEstimator:
 
     def __init__(self, model="default", *, method: str = "trees", deredden: bool = True,
                  train_missing: bool = True, baselines: bool = True, n_train: int = 40000,
-                 n_estimators: int = 30, max_depth: int = 10, seed: int = 0):
+                 n_estimators: int = 30, max_depth: int = 10, seed: int = 0,
+                 line_fit: str = "auto"):
         if method not in ("trees", "network"):
             raise ValueError(f"method must be 'trees' or 'network', not {method!r}")
+        if line_fit not in _LINE_FITS:
+            raise ValueError(f"line_fit must be one of {_LINE_FITS}, not {line_fit!r}")
         for name, value, low in (("n_train", n_train, 100), ("n_estimators", n_estimators, 1),
                                  ("max_depth", max_depth, 1)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
@@ -500,6 +518,7 @@ class ISMEstimator:
         self.baselines = bool(baselines)
         self.n_train, self.n_estimators, self.max_depth = n_train, n_estimators, max_depth
         self.seed = seed
+        self.line_fit = line_fit
         self._subsets = {}
         self._network = None
         self._grid = None
@@ -512,6 +531,7 @@ class ISMEstimator:
 
     def __repr__(self):
         return (f"<ISMEstimator: model {self.metadata['name']!r}, method {self.method!r}, "
+                f"line_fit {self.line_fit!r}, "
                 f"{len(self._subsets)} line subsets, network "
                 f"{'yes' if self._network is not None else 'no'}>")
 
@@ -775,7 +795,8 @@ class ISMEstimator:
             ``<prefix>_flux_err``; the [O II] doublet as ``OII_3727`` or as
             ``OII_3726`` + ``OII_3729``), anything
             `~spectralnn.preprocessing.measure_lines` accepts (its lines are
-            measured first), or a `specutils.Spectrum` with a 3-D flux
+            measured first, as ``line_fit`` says), or a `specutils.Spectrum`
+            with a 3-D flux
             (ny, nx, spectral): one row per spaxel, with ``y`` and ``x``
             columns (see `map`).
         z : float or array-like, optional
@@ -798,7 +819,7 @@ class ISMEstimator:
             lines_table = data
         elif _is_cube(data):
             batch, shape = _cube_batch(data)
-            lines_table = self._measure(batch, z)
+            lines_table = self._measure(batch, z, cube=True)
         else:
             from ..batch import as_batch
 
@@ -815,11 +836,20 @@ class ISMEstimator:
             table.meta["shape"] = list(shape)
         return table
 
-    def _measure(self, batch, z):
-        from ..preprocessing.measure import measure_lines
-
+    def _measure(self, batch, z, cube=False):
+        """Line fluxes of spectra (``line_fit``; 'auto': linear for a cube)."""
         needed = ["[OII]3726", "[OII]3729", "Hbeta", "[OIII]5007", "[OI]6300", "Halpha",
                   "[NII]6583", "[SII]6716", "[SII]6731", "[OIII]4363"]
+        fit = self.line_fit if self.line_fit != "auto" else ("linear" if cube else "gaussian")
+        if fit == "linear":
+            from ..preprocessing.line_fluxes import linear_line_fluxes
+
+            # the doublet partners fitted jointly with fixed ratios, and Hγ
+            # beside [O III] 4363 (their windows overlap)
+            extra = ["[OIII]4959", "[NII]6548", "Hgamma"]
+            return linear_line_fluxes(batch, needed + extra, z=z)
+        from ..preprocessing.measure import measure_lines
+
         # Gaussian fits: the [O II], Hα + [N II] + [S II] blends are fitted
         # together (integrating LINES windows would count blended lines twice)
         return measure_lines(batch, needed, z=z, profile="gaussian")

@@ -246,13 +246,14 @@ class RedshiftEstimator(Estimator):
         step = np.where(scanned, np.array([SCAN_STEPS[t] for t in types]) * np.log(10.0),
                         _FINE_WINDOW["STAR"] / _C_KMS)
         use_scan = ~good & np.isfinite(guess)
+        # Δχ² = 1 errors of templates that do not span every spectrum are too
+        # small: the model's metadata may carry a measured scale per class.
+        # It applies to the fine fit's errors only, not to a fallback's step.
+        scale = self.metadata.get("refinement", {}).get("error_scale", {})
+        z_fit_err = z_fit_err * np.array([float(scale.get(t, 1.0)) for t in types])
         z_fit = np.where(use_scan, guess, z_fit)
         z_fit_err = np.where(use_scan, (1.0 + guess) * step, z_fit_err)
         good |= use_scan
-        # Δχ² = 1 errors of templates that do not span every spectrum are too
-        # small: the model's metadata may carry a measured scale per class
-        scale = self.metadata.get("refinement", {}).get("error_scale", {})
-        z_fit_err = z_fit_err * np.array([float(scale.get(t, 1.0)) for t in types])
         out["z"][rows], out["z_err"][rows] = z_fit, z_fit_err
         # the competing minimum: of the global scan where there was one
         out["dchi2"][rows] = np.where(np.isfinite(out["dchi2"][rows]),

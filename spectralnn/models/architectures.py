@@ -54,6 +54,7 @@ Examples
 __all__ = [
     "available_architectures",
     "build_classifier",
+    "autoencoder_rest_grid",
     "build_autoencoder",
     "build_model",
     "build_position_regressor",
@@ -545,23 +546,80 @@ AUTOENCODER_OPTIONS = {
     "latent_dim": 10,
     "filters": [16, 32, 32, 64, 64],
     "kernel_size": 5,
+    "frame": "rest",
     "decoder": "dense",
-    "decoder_units": [128, 512],
+    "decoder_units": [64, 256, 512],
+    "condition_on_z": True,
+    "z_min": -0.01,
+    "z_max": 5.0,
+    "rest_oversample": 1,
 }
 
 
-def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
-                      name="autoencoder"):
+def autoencoder_rest_grid(grid, options=None):
+    r"""
+    The rest-frame grid of a rest-frame autoencoder decoder.
+
+    It is uniform in :math:`\log_{10}\lambda` with the observed grid's
+    spacing divided by ``rest_oversample``, from ``start / (1 + z_max)`` to
+    ``stop / (1 + z_min)``: every observed pixel of a spectrum with
+    ``z_min <= z <= z_max`` falls on it.
+
+    Parameters
+    ----------
+    grid : dict
+        The observed grid: ``start``, ``stop`` (Å) and ``dloglam``.
+    options : dict, optional
+        `build_autoencoder` options (``z_min``, ``z_max``, ``rest_oversample``).
+
+    Returns
+    -------
+    log_start, step, n : float, float, int
+        :math:`\log_{10}` of the first rest wavelength (Å), the spacing in
+        :math:`\log_{10}\lambda` and the number of rest pixels.
+
+    Examples
+    --------
+    >>> grid = {"start": 3802.0, "stop": 9190.0, "dloglam": 2.14e-4}
+    >>> log_start, step, n = autoencoder_rest_grid(grid)
+    >>> round(10 ** log_start, 1), n
+    (633.7, 5450)
     """
+    import math
+
+    opts = {**AUTOENCODER_OPTIONS, **(options or {})}
+    z_min, z_max = float(opts["z_min"]), float(opts["z_max"])
+    oversample = int(opts["rest_oversample"])
+    if not -0.5 < z_min < z_max or oversample < 1:
+        raise ValueError(f"need -0.5 < z_min < z_max and rest_oversample >= 1, got "
+                         f"{z_min}, {z_max}, {oversample}")
+    step = float(grid["dloglam"]) / oversample
+    log_start = math.log10(float(grid["start"]) / (1.0 + z_max))
+    log_stop = math.log10(float(grid["stop"]) / (1.0 + z_min))
+    return log_start, step, int(math.ceil((log_stop - log_start) / step)) + 2
+
+
+def build_autoencoder(input_length, *, n_channels=3, grid=None, options=None, seed=None,
+                      name="autoencoder"):
+    r"""
     Build an (untrained) spectrum autoencoder: a Conv1D encoder and a dense decoder.
 
     The encoder is a stack of ``Conv1D`` + ``MaxPooling1D(2)`` stages (one
     per entry of ``filters``), as in the Conv1D autoencoders of SDSS spectra
-    whose bottleneck is a handful of numbers (Wren 2021), followed by a
-    ``Dense`` layer to ``latent_dim`` linear latents. The decoder maps the
-    latents back to one value per pixel through ``Dense`` layers (a
-    multi-layer perceptron, as the decoder of spender, Melchior et al. 2023,
-    AJ 166, 74), so everything it draws passes through the bottleneck.
+    whose bottleneck is a handful of numbers (Wren 2021), whose flattened
+    features, with the redshift, go through a ``Dense`` layer to
+    ``latent_dim`` linear latents.
+
+    With ``frame='rest'`` (the default) the decoder is that of spender
+    (Melchior et al. 2023, AJ 166, 74): a multi-layer perceptron draws the
+    *rest-frame* spectrum from the latents (and, with ``condition_on_z``,
+    the redshift) on a log-λ grid wide enough for every observed pixel of a
+    spectrum at ``z_min <= z <= z_max`` (`autoencoder_rest_grid`); a
+    `~spectralnn.models.layers.RedshiftResample` layer then redshifts it by
+    the spectrum's known z and interpolates it onto the observed grid. A line
+    is thus drawn once, at its rest wavelength, and lands wherever z puts it.
+    With ``frame='observed'`` the decoder draws the observed-frame pixels
+    directly (dense, or ``decoder='conv'``: the encoder's stages mirrored).
 
     Parameters
     ----------
@@ -569,13 +627,18 @@ def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
         Pixels of the input grid (at least ``2 ** len(filters)``).
     n_channels : int, optional
         Channels per input pixel (e.g. flux, mask, error weight). Default 3.
+    grid : dict, optional
+        The observed grid (``start``, ``stop`` in Å, ``dloglam``); required
+        with ``frame='rest'``.
     options : dict, optional
         ``latent_dim`` (default 10), ``filters`` (list, one encoder stage
-        each; default ``[16, 32, 32, 64, 64]``), ``kernel_size`` (default 5),
-        ``decoder`` (``'dense'``, the default, or ``'conv'``: a dense layer
-        then the encoder's stages mirrored, upsampling and convolving) and
-        ``decoder_units`` (hidden widths of the dense decoder; default
-        ``[128, 512]``).
+        each; default ``[16, 32, 32, 64, 64]``), ``kernel_size`` (default
+        5), ``frame`` (``'rest'`` or ``'observed'``), ``decoder``
+        (``'dense'`` or, observed frame only, ``'conv'``), ``decoder_units``
+        (hidden widths of the dense decoder; default ``[64, 256, 512]``),
+        ``condition_on_z`` (the decoder also reads z; default True),
+        ``z_min``, ``z_max`` (default -0.01, 5) and ``rest_oversample``
+        (rest pixels per observed pixel in log λ; default 1).
     seed : int, optional
         Seed of the weight initialisation.
     name : str, optional
@@ -584,11 +647,12 @@ def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
     Returns
     -------
     model : `keras.Model`
-        Input ``(batch, input_length, n_channels)``, output ``(batch,
-        input_length)``: the reconstructed (normalised) flux. Its layers
-        ``'encoder'`` and ``'decoder'`` are models of their own: ``(batch,
-        input_length, n_channels) -> (batch, latent_dim)`` and ``(batch,
-        latent_dim) -> (batch, input_length)``.
+        Inputs ``[spectrum (batch, input_length, n_channels), z (batch,
+        1)]``, output ``(batch, input_length)``: the reconstructed
+        (normalised) flux on the observed grid. Its layers ``'encoder'``
+        (``[spectrum, z] -> latents``) and ``'decoder'`` (``[latents, z] ->
+        flux``) are models of their own; with ``frame='rest'`` the decoder
+        holds ``'rest_decoder'`` (``[latents, z] -> rest-frame flux``).
 
     Raises
     ------
@@ -597,13 +661,18 @@ def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
 
     Examples
     --------
-    >>> model = build_autoencoder(256, options={"latent_dim": 4,
-    ...                                         "filters": [4, 4]})  # doctest: +SKIP
-    >>> model.get_layer("encoder").output_shape  # doctest: +SKIP
+    >>> grid = {"start": 4000.0, "stop": 5000.0, "dloglam": 1e-3}
+    >>> model = build_autoencoder(97, grid=grid, options={
+    ...     "latent_dim": 4, "filters": [4, 4], "decoder_units": [8]})  # doctest: +SKIP
+    >>> model.get_layer("encoder").output.shape  # doctest: +SKIP
     (None, 4)
     """
+    import math
+
     import keras
     from keras import layers
+
+    from .layers import RedshiftResample
 
     unknown = set(options or {}) - set(AUTOENCODER_OPTIONS)
     if unknown:
@@ -618,24 +687,49 @@ def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
     if length < 2 ** len(filters):
         raise ValueError(f"input_length {length} is too short for {len(filters)} "
                          "pooling stages")
+    if opts["frame"] not in ("rest", "observed"):
+        raise ValueError(f"frame must be 'rest' or 'observed', not {opts['frame']!r}")
+    if opts["decoder"] not in ("dense", "conv") or (
+            opts["frame"] == "rest" and opts["decoder"] != "dense"):
+        raise ValueError(f"decoder must be 'dense' (or 'conv' in the observed frame), "
+                         f"not {opts['decoder']!r}")
+    if opts["frame"] == "rest" and grid is None:
+        raise ValueError("a rest-frame decoder needs the observed grid")
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     spectrum = keras.Input((length, int(n_channels)), name="spectrum")
+    z_in = keras.Input((1,), name="z")
     x = spectrum
     for width in filters:
         x = layers.Conv1D(width, int(opts["kernel_size"]), padding="same",
                           activation="relu")(x)
         x = layers.MaxPooling1D(2, padding="same")(x)
     x = layers.Flatten()(x)
-    z = layers.Dense(latent, name="latent")(x)
-    encoder = keras.Model(spectrum, z, name="encoder")
-    code = keras.Input((latent,), name="latents")
-    y = code
-    if opts["decoder"] == "dense":
+    # z of order 1 (0-5 -> 0-2) next to the convolutional features
+    x = layers.Concatenate()([x, layers.Rescaling(0.4)(z_in)])
+    code = layers.Dense(latent, name="latent")(x)
+    encoder = keras.Model([spectrum, z_in], code, name="encoder")
+
+    latents = keras.Input((latent,), name="latents")
+    z_dec = keras.Input((1,), name="z")
+    y = latents
+    if opts["condition_on_z"]:
+        y = layers.Concatenate()([y, layers.Rescaling(0.4)(z_dec)])
+    if opts["frame"] == "rest":
+        log_start, step, n_rest = autoencoder_rest_grid(grid, opts)
+        for width in opts["decoder_units"]:
+            y = layers.Dense(int(width), activation="leaky_relu")(y)
+        y = layers.Dense(n_rest, bias_initializer="ones", name="rest_flux")(y)
+        rest = keras.Model([latents, z_dec], y, name="rest_decoder")
+        observed = RedshiftResample(log_start, step, n_rest,
+                                    math.log10(float(grid["start"])),
+                                    float(grid["dloglam"]), length, name="redshift")(
+            [rest([latents, z_dec]), z_dec])
+    elif opts["decoder"] == "dense":
         for width in opts["decoder_units"]:
             y = layers.Dense(int(width), activation="relu")(y)
-        y = layers.Dense(length, name="flux")(y)
-    elif opts["decoder"] == "conv":
+        observed = layers.Dense(length, name="flux")(y)
+    else:
         # the encoder mirrored: upsampling convolutions draw a feature the
         # same way wherever it falls on the grid
         cells = -(-length // 2 ** len(filters))
@@ -646,8 +740,8 @@ def build_autoencoder(input_length, *, n_channels=3, options=None, seed=None,
             y = layers.Conv1D(width, int(opts["kernel_size"]), padding="same",
                               activation="relu")(y)
         y = layers.Conv1D(1, int(opts["kernel_size"]), padding="same")(y)
-        y = layers.Flatten(name="flux")(layers.Cropping1D((0, y.shape[1] - length))(y))
-    else:
-        raise ValueError(f"decoder must be 'dense' or 'conv', not {opts['decoder']!r}")
-    decoder = keras.Model(code, y, name="decoder")
-    return keras.Model(spectrum, decoder(encoder(spectrum)), name=name)
+        observed = layers.Flatten(name="flux")(
+            layers.Cropping1D((0, y.shape[1] - length))(y))
+    decoder = keras.Model([latents, z_dec], observed, name="decoder")
+    return keras.Model([spectrum, z_in], decoder([encoder([spectrum, z_in]), z_in]),
+                       name=name)

@@ -30,7 +30,7 @@ from keras import ops
 
 __doctest_requires__ = {"*": ["keras"]}
 
-__all__ = ["MaskedAttentionPooling"]
+__all__ = ["MaskedAttentionPooling", "RedshiftResample"]
 
 
 @keras.saving.register_keras_serializable(package="spectralnn")
@@ -97,4 +97,88 @@ class MaskedAttentionPooling(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config["hidden_units"] = self.hidden_units
+        return config
+
+
+@keras.saving.register_keras_serializable(package="spectralnn")
+class RedshiftResample(keras.layers.Layer):
+    r"""
+    Redshift a rest-frame spectrum and interpolate it onto an observed grid.
+
+    Input ``[rest_flux, z]`` with shapes ``(batch, n_rest)`` (a spectrum on a
+    rest-frame grid uniform in :math:`\log_{10}\lambda`) and ``(batch, 1)``
+    (the redshift of each spectrum). Output ``(batch, n_observed)``: the rest
+    spectrum placed at :math:`\lambda_{obs} = (1 + z)\lambda_{rest}` and
+    linearly interpolated (differentiably, ``keras.ops`` only) at the
+    observed grid's wavelengths, as the decoder of spender does (Melchior et
+    al. 2023, AJ 166, 74). Observed pixels that fall outside the rest grid
+    take the value of its nearest edge.
+
+    Parameters
+    ----------
+    rest_start : float
+        :math:`\log_{10}` of the first rest wavelength (Å).
+    rest_step : float
+        Rest-grid spacing in :math:`\log_{10}\lambda`.
+    n_rest : int
+        Rest pixels.
+    observed_start : float
+        :math:`\log_{10}` of the first observed wavelength (Å).
+    observed_step : float
+        Observed-grid spacing in :math:`\log_{10}\lambda`.
+    n_observed : int
+        Observed pixels.
+    **kwargs
+        Passed to `keras.layers.Layer`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> layer = RedshiftResample(3.0, 0.01, 50, 3.1, 0.01, 10)
+    >>> rest = np.arange(50, dtype="float32")[None]  # rest pixel i holds i
+    >>> out = layer([rest, np.array([[10 ** 0.05 - 1]], dtype="float32")])
+    >>> np.asarray(out).round(3)[0, :3].tolist()  # observed pixel j sees rest j + 10 - 5
+    [5.0, 6.0, 7.0]
+    """
+
+    def __init__(self, rest_start, rest_step, n_rest, observed_start, observed_step,
+                 n_observed, **kwargs):
+        super().__init__(**kwargs)
+        self.rest_start = float(rest_start)
+        self.rest_step = float(rest_step)
+        self.n_rest = int(n_rest)
+        self.observed_start = float(observed_start)
+        self.observed_step = float(observed_step)
+        self.n_observed = int(n_observed)
+        if self.n_rest < 2 or self.n_observed < 1 or self.rest_step <= 0 \
+                or self.observed_step <= 0:
+            raise ValueError("RedshiftResample needs n_rest >= 2, n_observed >= 1 and "
+                             "positive steps")
+
+    def call(self, inputs):
+        """Resample ``[rest_flux (N, R), z (N, 1)]`` into ``(N, M)``."""
+        rest, z = inputs
+        z = ops.reshape(ops.cast(z, rest.dtype), (-1, 1))
+        loglam = self.observed_start + self.observed_step * ops.cast(
+            ops.arange(self.n_observed), rest.dtype)
+        shift = ops.log(1.0 + z) / ops.log(10.0)
+        position = (loglam[None, :] - shift - self.rest_start) / self.rest_step
+        position = ops.clip(position, 0.0, self.n_rest - 1.0)
+        left = ops.clip(ops.floor(position), 0.0, self.n_rest - 2.0)
+        frac = position - left
+        index = ops.cast(left, "int32")
+        lo = ops.take_along_axis(rest, index, axis=1)
+        hi = ops.take_along_axis(rest, index + 1, axis=1)
+        return lo + frac * (hi - lo)
+
+    def compute_output_shape(self, input_shape):
+        """``(N, n_observed)``."""
+        return (input_shape[0][0], self.n_observed)
+
+    def get_config(self):
+        """The layer's settings (for saving)."""
+        config = super().get_config()
+        config.update(rest_start=self.rest_start, rest_step=self.rest_step,
+                      n_rest=self.n_rest, observed_start=self.observed_start,
+                      observed_step=self.observed_step, n_observed=self.n_observed)
         return config

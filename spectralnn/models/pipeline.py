@@ -49,7 +49,12 @@ __all__ = ["Pipeline", "PipelineResult", "SCALARS", "STEPS", "validate_preproces
 STEPS = ("deredden", "rest_frame", "resample", "normalize")
 
 _NORMALIZATIONS = ("median", "none")
-_CHANNELS = ("flux", "mask", "ivar")
+_CHANNELS = ("flux", "mask", "ivar", "observed_wavelength")
+#: ``observed_wavelength`` channel: (log10 λ_obs - 3.8) / 0.2, about -1.2 to
+#: +1.1 over 3600-10400 Å. A rest-frame model learns from it where each pixel
+#: fell in the observed frame, i.e. the absorber redshift of a Lyα-forest
+#: pixel, on which the forest's density (and so the false-alarm rate) depends.
+_OBS_LOGLAM_LOC, _OBS_LOGLAM_SCALE = 3.8, 0.2
 #: Scalar inputs a model may declare, and what each one is:
 #:
 #: ``log_lambda_l``
@@ -313,6 +318,7 @@ class Pipeline:
         from .._utils import per_spectrum
 
         batch = as_batch(spectra, on_invalid="flag")
+        z_used = np.zeros(len(batch))
         flags = np.asarray(batch.flags, dtype=np.int64).copy()
         usable = (flags & Flag.NO_DATA) == 0
         snr = batch.snr
@@ -378,6 +384,9 @@ class Pipeline:
                 planes.append(scaled)
             elif channel == "mask":
                 planes.append(good.astype(np.float64))
+            elif channel == "observed_wavelength":
+                observed = batch.wavelength_2d * (1.0 + z_used)[:, None]
+                planes.append((np.log10(observed) - _OBS_LOGLAM_LOC) / _OBS_LOGLAM_SCALE)
             else:  # ivar -> error-weight sigma^-1 in normalised units, squashed
                 weight = np.sqrt(np.where(good, batch.ivar, 0.0)) * norm[:, None]
                 planes.append(np.tanh(weight / 10.0))

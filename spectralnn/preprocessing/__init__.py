@@ -8,6 +8,7 @@ without a Python loop over spectra.
 
 from .continuum import *  # noqa: F403
 from .dereddening import *  # noqa: F403
+from .line_fluxes import *  # noqa: F403
 from .measure import *  # noqa: F403
 from .redshift import *  # noqa: F403
 from .redshift_fit import *  # noqa: F403

@@ -688,6 +688,9 @@ def _truth_table(p, absorbers, mags, survey):
         t[f"dla{k + 1}_z"] = absorbers["dla_z"][:, k]
         t[f"dla{k + 1}_log_nhi"] = absorbers["dla_log_nhi"][:, k]
     t["n_lls"] = absorbers["n_lls"].astype(np.int64)
+    for k in range(absorbers["lls_z"].shape[1]):
+        t[f"lls{k + 1}_z"] = absorbers["lls_z"][:, k]
+        t[f"lls{k + 1}_log_nhi"] = absorbers["lls_log_nhi"][:, k]
     t["n_metal"] = absorbers["n_metal"].astype(np.int64)
     t["survey"] = np.full(n, survey.name)
     t["flags"] = np.zeros(n, dtype=np.int64)
@@ -832,7 +835,9 @@ def simulate_quasars(
         mean), ``bal``, ``bal_bi`` (BALnicity index), ``bal_vmin/vmax``,
         ``n_dla``, ``dla1_z``, ``dla1_log_nhi``, ``dla2_z``,
         ``dla2_log_nhi`` (NaN where absent; sub-DLAs from log N_HI = 19.5),
-        ``n_lls``, ``n_metal``, ``survey``, ``flags``.
+        ``n_lls``, ``lls1_z``, ``lls1_log_nhi``, ``lls2_z``,
+        ``lls2_log_nhi`` (Lyman-limit systems, 17.2 ≤ log N_HI < 19.5),
+        ``n_metal``, ``survey``, ``flags``.
 
     Raises
     ------

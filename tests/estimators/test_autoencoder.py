@@ -1,4 +1,4 @@
-"""Tests of SpectrumAutoencoder: χ² honesty, training, anomalies, weights."""
+"""Tests of SpectrumAutoencoder: χ² honesty, rest-frame decoding, anomalies, weights."""
 
 import numpy as np
 import pytest
@@ -10,6 +10,7 @@ from spectralnn.batch import FLUX_UNIT
 from spectralnn.errors import ModelFileError
 from spectralnn.estimators import SpectrumAutoencoder, inject_anomalies
 from spectralnn.estimators.autoencoder import AUTOENCODER_PREPROCESSING, _chi2
+from spectralnn.flags import Flag
 
 keras = pytest.importorskip("keras")
 
@@ -21,22 +22,27 @@ TOY_PREPROCESSING = {
     "channels": ["flux", "mask", "ivar"],
     "min_good_fraction": 0.5,
 }
-TOY_OPTIONS = {"filters": [16, 16], "kernel_size": 5, "decoder_units": [64]}
+TOY_OPTIONS = {"filters": [16, 16], "kernel_size": 5, "decoder_units": [32, 64],
+               "z_min": 0.0, "z_max": 0.3}
+#: rest wavelength (Å) of the toy emission line
+TOY_LINE = 3900.0
 
 
-def toy_batch(n, *, seed, snr=5.0):
-    """A two-parameter family: a sloped continuum and one Gaussian line, with noise."""
+def toy_batch(n, *, seed, snr=5.0, z=None):
+    """A sloped continuum and one Gaussian line at rest 3900 Å, at z in 0.05-0.2, with noise."""
     rng = np.random.default_rng(seed)
     wave = 4000.0 * 10 ** (1e-4 * np.arange(969))  # 4000-4999 Å
     slope = rng.uniform(-0.5, 0.5, n)
-    amplitude = rng.uniform(0.0, 3.0, n)
+    amplitude = rng.uniform(0.5, 3.0, n)
+    z = rng.uniform(0.05, 0.2, n) if z is None else np.broadcast_to(z, (n,)).astype(float)
     x = (wave - 4500.0) / 500.0
+    centre = TOY_LINE * (1.0 + z)
     model = 1.0 + slope[:, None] * x + amplitude[:, None] * np.exp(
-        -0.5 * ((wave - 4500.0) / 15.0) ** 2)
+        -0.5 * ((wave - centre[:, None]) / (10.0 * (1 + z[:, None]))) ** 2)
     sigma = 1.0 / snr
     flux = (model + sigma * rng.standard_normal(model.shape)) * 3.0
     ivar = np.full(flux.shape, 1.0 / (3.0 * sigma) ** 2)
-    meta = QTable({"object_id": np.arange(n), "amplitude": amplitude})
+    meta = QTable({"object_id": np.arange(n), "amplitude": amplitude, "z": z})
     return SpectrumBatch(wave * u.AA, flux * FLUX_UNIT, ivar, meta=meta)
 
 
@@ -50,10 +56,24 @@ def roc_auc(normal, anomalous):
 @pytest.fixture(scope="module")
 def toy_model():
     ae = SpectrumAutoencoder("autoencoder", latent_dim=2, preprocessing=TOY_PREPROCESSING,
-                             architecture_options=TOY_OPTIONS)
-    ae.fit(toy_batch(600, seed=1), epochs=60, patience=60, seed=0, batch_size=32,
-           loss="log_chi2")
+                             architecture_options=TOY_OPTIONS, min_rest_wavelength=None)
+    ae.fit(toy_batch(600, seed=1), epochs=40, patience=40, seed=0, batch_size=32,
+           loss="log_chi2", learning_rate=3e-3)
     return ae
+
+
+def test_redshift_resample_places_rest_features():
+    from spectralnn.models.layers import RedshiftResample
+
+    # a rest spectrum that is its own log-wavelength: the output must be
+    # log10(lambda_obs / (1 + z)) at every observed pixel
+    rest_start, step, n_rest = np.log10(3000.0), 1e-4, 4000
+    rest = (rest_start + step * np.arange(n_rest))[None].astype("float32")
+    layer = RedshiftResample(rest_start, step, n_rest, np.log10(4000.0), 2e-4, 500)
+    obs = np.log10(4000.0) + 2e-4 * np.arange(500)
+    for z in (0.0, 0.1234):
+        out = np.asarray(layer([rest, np.array([[z]], dtype="float32")]))[0]
+        assert np.allclose(out, obs - np.log10(1 + z), atol=1e-5)
 
 
 def test_chi2_uses_the_resampled_ivar_and_excludes_masked_pixels():
@@ -92,9 +112,15 @@ def test_settings_are_validated():
         SpectrumAutoencoder("autoencoder", architecture_options={"depth": 3})
     with pytest.raises(ValueError, match="observed-frame"):
         SpectrumAutoencoder("autoencoder", preprocessing={"steps": ["normalize"]})
+    with pytest.raises(ValueError, match="min_rest_wavelength"):
+        SpectrumAutoencoder("autoencoder", min_rest_wavelength=-1)
     ae = SpectrumAutoencoder("autoencoder", latent_dim=4)
     assert ae.latent_dim == 4 and ae.pipeline.n_pixels == 1792
     assert ae.metadata["preprocessing"]["grid"] == AUTOENCODER_PREPROCESSING["grid"]
+    # the rest grid covers the observed grid from z_min to z_max
+    rest = ae.rest_wavelength.to_value(u.AA)
+    assert rest[0] <= 3802.0 / 6.0 and rest[-1] >= 9190.0 / 0.99
+    assert ae.min_rest_wavelength == 1216.0
     with pytest.raises(ModelFileError, match="no weights yet"):
         ae.encode(toy_batch(2, seed=0))
     with pytest.raises(ValueError, match="targets must be None"):
@@ -120,27 +146,63 @@ def test_toy_reconstruction_reaches_the_noise(toy_model):
     assert np.std(resid) < 0.3 * np.std(test.meta["amplitude"])
 
 
+@pytest.mark.parametrize("z", [0.07, 0.17])
+def test_rest_frame_line_lands_at_its_observed_wavelength(toy_model, z):
+    # the decoder draws the line once, in the rest frame: the reconstruction
+    # peaks at 3900 (1 + z) Å for either redshift
+    test = toy_batch(20, seed=3, z=z)
+    recon = toy_model.reconstruct(test)
+    wave = recon.wavelength
+    slope_free = recon.flux - np.median(recon.flux, axis=1, keepdims=True)
+    peak = wave[np.argmax(slope_free, axis=1)]
+    pixel = wave * (10 ** 1e-3 - 1)  # one model pixel in Å
+    assert np.all(np.abs(peak - TOY_LINE * (1 + z)) < 1.5 * pixel[np.argmax(slope_free, axis=1)])
+    # the rest-frame decoding puts it at 3900 Å whatever z (on the part of
+    # the rest grid this spectrum covers: the rest is unconstrained)
+    rest = toy_model.decode(toy_model.encode(test), z=z, frame="rest")
+    on = (rest.wavelength > 4000 / (1 + z) + 20) & (rest.wavelength < 5000 / (1 + z) - 20)
+    rest_peak = rest.wavelength[on][np.argmax(rest.flux[:, on], axis=1)]
+    assert np.all(np.abs(rest_peak - TOY_LINE) < 10.0)
+
+
+def test_missing_redshift_is_flagged(toy_model):
+    test = toy_batch(3, seed=9)
+    test.meta["z"] = [0.1, np.nan, 0.1]
+    with pytest.warns(Warning, match="could not be used"):
+        table = toy_model.predict(test)
+    assert np.isnan(table["chi2_per_pixel"][1]) and table["flags"][1] & Flag.NO_REDSHIFT
+    assert np.isfinite(table["chi2_per_pixel"][[0, 2]]).all()
+    # z= overrides the meta column
+    assert np.isfinite(toy_model.anomaly_score(test, z=0.1)).all()
+
+
 def test_toy_glitches_rank_above_normal_spectra(toy_model):
     test = toy_batch(100, seed=4)
     glitched = inject_anomalies(test, "glitch", seed=5)
     assert roc_auc(toy_model.anomaly_score(test),
                    toy_model.anomaly_score(glitched)) >= 0.95
+    # the local score (worst window) separates them at least as well
+    local = roc_auc(toy_model.anomaly_score(test, local=True),
+                    toy_model.anomaly_score(glitched, local=True))
+    assert local >= 0.95
 
 
 def test_predict_table_decode_and_reconstruct(toy_model):
     test = toy_batch(5, seed=6)
     empty = SpectrumBatch(test.wavelength * u.AA, np.zeros((1, test.n_pixels)) * FLUX_UNIT,
-                          np.zeros((1, test.n_pixels)))
+                          np.zeros((1, test.n_pixels)), meta=QTable({"z": [0.1]}))
     from spectralnn.batch import concatenate
 
     with pytest.warns(Warning, match="could not be used"):
         table = toy_model.predict(concatenate([test, empty]))
     assert table["latent"].shape == (6, 2)
     assert np.all(np.isfinite(table["chi2_per_pixel"][:5]))
+    assert np.all(table["chi2_local"][:5] >= table["chi2_per_pixel"][:5] * 0.5)
     assert np.isnan(table["chi2_per_pixel"][5]) and table["flags"][5] != 0
     assert np.allclose(table["chi2_per_pixel_err"][:5], np.sqrt(2.0 / table["n_good"][:5]))
+    assert np.allclose(table["z_used"][:5], test.meta["z"])
     assert table.meta["task"] == "autoencoder"
-    decoded = toy_model.decode(table["latent"][:5])
+    decoded = toy_model.decode(table["latent"][:5], z=test.meta["z"])
     assert decoded.flux.shape == (5, toy_model.pipeline.n_pixels)
     recon = toy_model.reconstruct(test)
     # the reconstruction, scaled back, matches the decoded normalised flux
@@ -148,7 +210,23 @@ def test_predict_table_decode_and_reconstruct(toy_model):
                        decoded.flux / np.median(decoded.flux, axis=1, keepdims=True),
                        rtol=0.05)
     with pytest.raises(ValueError, match="latents must have shape"):
-        toy_model.decode(np.zeros((2, 3)))
+        toy_model.decode(np.zeros((2, 3)), z=0.1)
+    with pytest.raises(ValueError, match="frame"):
+        toy_model.decode(table["latent"][:1], z=0.1, frame="cmb")
+
+
+def test_forest_pixels_can_be_left_out(toy_model):
+    # min_rest_wavelength removes the pixels bluer than it (rest frame) from the χ²
+    test = toy_batch(4, seed=12, z=0.1)
+    prepared, z = toy_model._prepare(test, None, None)
+    weight = np.ones((4, toy_model.pipeline.n_pixels))
+    toy_model.metadata["score"]["min_rest_wavelength"] = 4000.0
+    try:
+        cut = toy_model._score_weight(weight, z)
+    finally:
+        toy_model.metadata["score"]["min_rest_wavelength"] = None
+    rest = toy_model.wavelength.value / 1.1
+    assert np.all(cut[:, rest < 4000.0] == 0) and np.all(cut[:, rest >= 4000.0] == 1)
 
 
 def test_save_load_roundtrip_and_tampering(toy_model, tmp_path):
@@ -156,6 +234,7 @@ def test_save_load_roundtrip_and_tampering(toy_model, tmp_path):
     loaded = SpectrumAutoencoder.load(path)
     test = toy_batch(4, seed=7)
     assert np.allclose(loaded.encode(test), toy_model.encode(test), atol=1e-5)
+    assert np.allclose(loaded.anomaly_score(test), toy_model.anomaly_score(test), rtol=1e-4)
     assert loaded.metadata["sha256"] and loaded.latent_dim == 2
     with open(path, "ab") as f:
         f.write(b"x")
@@ -197,14 +276,21 @@ def holdout():
 def test_shipped_model_metadata(shipped):
     meta = shipped.metadata
     assert meta["task"] == "autoencoder" and len(meta["sha256"]) == 64
-    assert shipped.latent_dim == 10 and shipped.pipeline.n_pixels == 1792
+    assert meta["architecture"]["options"]["frame"] == "rest"
+    assert shipped.latent_dim == meta["latent_size"]["chosen"]
+    assert shipped.pipeline.n_pixels == 1792
     holdout_metrics = meta["metrics"]["holdout"]
     assert holdout_metrics["seed"] != 1 and holdout_metrics["n"] >= 1000
     assert 0 < meta["decision"]["threshold"]
+    assert meta["score"]["min_rest_wavelength"] == 1216.0
 
 
-def test_shipped_model_reconstructs_better_than_the_mean_spectrum(shipped, holdout):
+def test_shipped_model_reaches_the_noise(shipped, holdout):
+    # the issue's target: median χ²/pixel <= 1.2 on simulated spectra
     score = shipped.anomaly_score(holdout)
+    assert np.isfinite(score).all()
+    assert 0.8 < np.median(score) < 1.2
+    # far better than the mean spectrum
     prepared = shipped.pipeline(holdout)
     from spectralnn.estimators.autoencoder import _normalised
 
@@ -212,10 +298,7 @@ def test_shipped_model_reconstructs_better_than_the_mean_spectrum(shipped, holdo
     good = weight > 0
     mean = np.sum(flux * good, axis=0) / np.maximum(good.sum(axis=0), 1)
     trivial = _chi2(prepared, np.broadcast_to(mean, flux.shape))[0]
-    assert np.nanmedian(score) < 0.25 * np.nanmedian(trivial)
-    # stars, the simplest family, are drawn closest to their noise
-    star = np.asarray(holdout.meta["class"]) == "STAR"
-    assert np.nanmedian(score[star]) < np.nanmedian(score[~star])
+    assert np.median(score) < 0.2 * np.nanmedian(trivial)
 
 
 def test_injected_anomalies_raise_the_score_of_their_spectrum(shipped, holdout):
@@ -225,6 +308,13 @@ def test_injected_anomalies_raise_the_score_of_their_spectrum(shipped, holdout):
         odd = shipped.anomaly_score(inject_anomalies(holdout, kind, seed=11))
         ok = np.isfinite(normal) & np.isfinite(odd)
         assert np.mean(odd[ok] > normal[ok]) > 0.9, kind
+    stars = holdout[np.flatnonzero(np.asarray(holdout.meta["class"]) == "STAR")]
+    import warnings
+
+    with warnings.catch_warnings():  # stars moved to z > 0.9 cover < 30 % of the grid
+        warnings.simplefilter("ignore")
+        moved = shipped.anomaly_score(inject_anomalies(stars, "wrong_class", seed=12))
+    assert np.nanmedian(moved) > 2 * np.median(shipped.anomaly_score(stars))
 
 
 def test_latents_separate_the_classes(shipped, holdout):
@@ -236,9 +326,8 @@ def test_latents_separate_the_classes(shipped, holdout):
     labels = np.asarray(holdout.meta["class"]).astype(str)
     ok = np.all(np.isfinite(latents), axis=1)
     latents, labels = latents[ok], labels[ok]
-    # nearest neighbour in the standardised latents (leave-one-out): the 10
-    # numbers carry the class although the network never saw a label (0.91
-    # here; 0.99 for the 3,000 spectra of the documentation's hold-out)
+    # nearest neighbour in the standardised latents (leave-one-out): the
+    # latents carry the class although the network never saw a label
     z = (latents - latents.mean(0)) / latents.std(0)
     dist = np.sum((z[:, None] - z[None]) ** 2, axis=-1)
     np.fill_diagonal(dist, np.inf)
@@ -249,3 +338,19 @@ def test_latents_separate_the_classes(shipped, holdout):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_analysis_anomaly_score_passes_the_redshift(shipped, holdout):
+    # the analyzer takes z like the estimator; without one it reads meta['z']
+    from spectralnn.analysis import anomaly_score
+
+    some = holdout[:4]
+    z = np.asarray(some.meta["z"], dtype=float)
+    direct = shipped.anomaly_score(some, z=z)
+    via = anomaly_score(some, z=z, estimator=shipped)
+    np.testing.assert_allclose(np.asarray(via), direct, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(anomaly_score(some, estimator=shipped)), direct,
+                               rtol=1e-6)
+    # a wrong redshift draws the lines in the wrong place: a worse score
+    shifted = np.asarray(anomaly_score(some, z=z + 0.05, estimator=shipped))
+    assert np.all(shifted > direct)

@@ -72,3 +72,31 @@ def test_shipped_redshifts_end_to_end(classified, spectra):
     assert np.median(dv[cls == "STAR"]) < 100
     # the spectral types used are the classifier's
     np.testing.assert_array_equal(table["spectype"], ctab["class"])
+
+
+def test_scan_fallback_keeps_the_step_error(classified, spectra, monkeypatch):
+    # when every fine fit fails, the global scan's redshift stands with the
+    # scan step as its error; the per-class Δχ² error scale (QSO 3.3) is for
+    # fine-fit errors and must not inflate that step
+    import spectralnn.preprocessing.redshift_fit as redshift_fit
+    from spectralnn.estimators import RedshiftEstimator
+    from spectralnn.flags import Flag
+    from spectralnn.preprocessing.redshift_scan import SCAN_STEPS
+
+    real_fit = redshift_fit.fit_redshift
+
+    def failing_fit(*args, **kwargs):
+        table = real_fit(*args, **kwargs)
+        table["flags"] = np.asarray(table["flags"]) | int(Flag.FIT_FAILED)
+        return table
+
+    monkeypatch.setattr(redshift_fit, "fit_redshift", failing_fit)
+    quasars = spectra[np.flatnonzero(np.asarray(spectra.meta["class"]) == "QSO")[:5]]
+    est = RedshiftEstimator(classifier=classified[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = est.predict(quasars, spectype="QSO")
+    z = np.asarray(table["z"], dtype=float)
+    step = (1.0 + z) * SCAN_STEPS["QSO"] * np.log(10.0)
+    np.testing.assert_allclose(np.asarray(table["z_err"], dtype=float), step, rtol=1e-6)
+    assert est.metadata["refinement"]["error_scale"]["QSO"] > 3

@@ -304,3 +304,55 @@ def test_cube_maps():
     # the metallicity gradient along x is recovered
     assert np.all(np.diff(np.nanmedian(maps["log_OH"], axis=0)) > 0)
     assert np.nanmax(np.abs(maps["log_OH"] - oh)) < 0.3
+
+
+@needs_grid
+def test_cube_maps_via_linear_line_fluxes_by_default(monkeypatch):
+    from astropy.nddata import StdDevUncertainty
+    from specutils import Spectrum
+
+    import spectralnn.preprocessing.line_fluxes as lf
+    from spectralnn.datasets import NebularGrid
+    from spectralnn.estimators import ISMEstimator
+    from spectralnn.lines import get_line
+
+    calls = []
+    real = lf.linear_line_fluxes
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lf, "linear_line_fluxes", spy)
+    names = ["[OII]3726", "[OII]3729", "Hbeta", "[OIII]5007", "[OI]6300", "Halpha",
+             "[NII]6583", "[SII]6716", "[SII]6731"]
+    grid = NebularGrid.from_nebulabayes("HII", lines=names)
+    ny, nx = 3, 4
+    oh = np.linspace(8.1, 8.9, nx)[None, :].repeat(ny, 0)
+    ratios = grid(np.full(oh.size, -3.0), np.full(oh.size, 6.2), oh.ravel())
+    fluxes = {k: 40 * 10 ** ratios[k] for k in names}
+    fluxes["[OIII]4959"] = fluxes["[OIII]5007"] / 2.98
+    fluxes["[NII]6548"] = fluxes["[NII]6583"] / 3.05
+    wave = np.arange(3650.0, 6800.0, 1.0)
+    flux = np.full((oh.size, wave.size), 0.2)
+    for name, f in fluxes.items():
+        lam = get_line(name)["wavelength"].to_value(u.AA)
+        flux += (f / (np.sqrt(2 * np.pi) * 1.5))[:, None] * np.exp(
+            -0.5 * ((wave - lam) / 1.5) ** 2)
+    flux += 0.03 * np.random.default_rng(5).standard_normal(flux.shape)
+    flux = flux.reshape(ny, nx, -1)
+    flux[0, 0] = 0.2  # an empty spaxel: flagged, not garbage
+    cube = Spectrum(flux=flux * u.Unit("1e-17 erg/(s cm2 AA)"), spectral_axis=wave * u.AA,
+                    uncertainty=StdDevUncertainty(np.full(flux.shape, 0.03)))
+    est = ISMEstimator(deredden=False, baselines=False)
+    assert est.line_fit == "auto"
+    maps = est.map(cube, z=0.0)
+    assert calls  # the cube's lines went through linear_line_fluxes
+    assert np.isnan(maps["log_OH"][0, 0]) and maps["flags"][0, 0] & Flag.NO_DATA
+    good = np.ones((ny, nx), bool)
+    good[0, 0] = False
+    assert np.all(np.isfinite(maps["log_OH"][good]))
+    assert np.nanmax(np.abs(maps["log_OH"] - oh)) < 0.3
+    assert np.all(np.diff(np.nanmedian(maps["log_OH"], axis=0)) > 0)
+    with pytest.raises(ValueError, match="line_fit"):
+        ISMEstimator(None, line_fit="spline")

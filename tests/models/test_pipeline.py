@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from astropy import units as u
+from astropy.table import Table
 
 from spectralnn import SpectrumBatch
 from spectralnn.flags import Flag
@@ -26,6 +27,23 @@ def test_validation_errors():
         validate_preprocessing({"steps": [], "grid": {"start": 5, "stop": 4, "dloglam": 1}})
     with pytest.raises(ValueError, match="channels"):
         validate_preprocessing({"steps": [], "channels": ["colour"]})
+
+
+def test_observed_wavelength_channel_follows_redshift():
+    # a rest-frame model sees, in this channel, where each rest-frame pixel
+    # fell in the observed frame: λ_obs = λ_rest (1 + z)
+    wave = np.linspace(3600, 9000, 400) * u.AA
+    batch = SpectrumBatch(wave, np.ones((2, 400)), np.ones((2, 400)), flux_unit=u.one,
+                          meta=Table({"z": [2.0, 3.0]}))
+    pipe = Pipeline({"steps": ["rest_frame", "resample"],
+                     "grid": {"start": 1000.0, "stop": 1500.0, "dloglam": 1e-3},
+                     "channels": ["flux", "observed_wavelength"]})
+    result = pipe(batch)
+    channel = result.inputs[:, :, 1].astype(float)
+    observed = 10 ** (channel * 0.2 + 3.8)
+    rest = pipe.grid.to_value(u.AA)
+    np.testing.assert_allclose(observed[0], rest * 3.0, rtol=1e-5)
+    np.testing.assert_allclose(observed[1], rest * 4.0, rtol=1e-5)
 
 
 def test_normalisation_channels_and_flags():

@@ -113,6 +113,30 @@ def test_dla_in_simulated_spectrum_is_black():
             assert b.flux[r, i] < 1e-3 * np.max(b.flux[r])
 
 
+def test_lyman_limit_systems_in_truth_table():
+    # the truth table lists the Lyman-limit systems (17.2 <= log N < 19.5),
+    # as DLA metrics need them to tell a false alarm from a real absorber;
+    # a noiseless spectrum without forest is dark below each one's limit
+    b = simulate_quasars(60, seed=5, z_range=(3.5, 4.0), noiseless=True, forest=False)
+    meta = b.meta
+    z1, n1 = np.asarray(meta["lls1_z"], float), np.asarray(meta["lls1_log_nhi"], float)
+    has = np.isfinite(z1)
+    assert has.sum() > 10 and np.array_equal(has, np.asarray(meta["n_lls"]) >= 1)
+    assert np.all((n1[has] >= 17.2) & (n1[has] < 19.5))
+    assert np.all(z1[has] < np.asarray(meta["z"], float)[has])
+    # optical depth at the Lyman limit is N σ_LL = 10^(log N) 6.3e-18 cm²
+    wave = np.asarray(b.wavelength, dtype=float)
+    below = 880.0 * (1 + z1)  # τ = 0.9 τ_LL there
+    rows = np.flatnonzero(has & (n1 > 18.0) & (np.asarray(meta["n_dla"]) == 0)
+                          & (below > wave[0] + 10))
+    assert rows.size >= 2
+    for r in rows:
+        i = np.argmin(np.abs(wave - below[r]))
+        above = 920.0 * (1 + z1[r])  # just redward of the limit: no LLS continuum
+        j = np.argmin(np.abs(wave - above))
+        assert b.flux[r, i] < 0.05 * b.flux[r, j]
+
+
 def test_balnicity_index_of_box_trough():
     # a black trough from 5000 to 15000 km/s (300 km/s tanh edges); the BI
     # integrand (1 - f/0.9) only counts 2000 km/s after f first drops below
