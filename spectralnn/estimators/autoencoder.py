@@ -620,15 +620,9 @@ class SpectrumAutoencoder(Estimator):
             options=self.metadata["architecture"]["options"],
             name=self.metadata["name"].replace(" ", "_").replace("-", "_"))
 
-    def _schedule(self, learning_rate):
-        schedule = dict(_SCHEDULE)
-        if learning_rate is not None:
-            if not learning_rate > 0:
-                raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-            schedule["learning_rate"] = float(learning_rate)
-            schedule["final_learning_rate"] = min(schedule["final_learning_rate"],
-                                                  float(learning_rate))
-        return schedule
+    def _base_schedule(self):
+        """The autoencoder's own schedule (`_SCHEDULE`), not the architecture's."""
+        return dict(_SCHEDULE)
 
     def _loss(self):
         return _loss_class()(log=getattr(self, "_loss_kind", "chi2") == "log_chi2",

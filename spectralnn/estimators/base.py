@@ -809,10 +809,14 @@ class Estimator:
         self.metadata["sha256"] = ""  # the weights changed: no file matches them
         return self
 
-    def _schedule(self, learning_rate):
+    def _base_schedule(self):
+        """The optimiser schedule before any ``learning_rate`` override (a new dict)."""
         from ..models.architectures import training_schedule
 
-        schedule = training_schedule(self.architecture)
+        return training_schedule(self.architecture)
+
+    def _schedule(self, learning_rate):
+        schedule = self._base_schedule()
         if learning_rate is not None:
             if not learning_rate > 0:
                 raise ValueError(f"learning_rate must be positive, got {learning_rate}")

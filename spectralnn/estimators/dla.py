@@ -529,15 +529,9 @@ class DLAFinder(Estimator):
         self._keras = build_dla_network(
             x.shape[1], x.shape[2], self.options, name=self.metadata["name"].replace(" ", "_"))
 
-    def _schedule(self, learning_rate):
-        schedule = dict(_SCHEDULE)
-        if learning_rate is not None:
-            if not learning_rate > 0:
-                raise ValueError(f"learning_rate must be positive, got {learning_rate}")
-            schedule["learning_rate"] = float(learning_rate)
-            schedule["final_learning_rate"] = min(schedule["final_learning_rate"],
-                                                  float(learning_rate))
-        return schedule
+    def _base_schedule(self):
+        """The detector's own schedule (`_SCHEDULE`), not the architecture's."""
+        return dict(_SCHEDULE)
 
     def _loss(self):
         opts = self.options
